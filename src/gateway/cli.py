@@ -1,0 +1,101 @@
+"""The ``gateway`` command: ``serve``, ``check`` and ``render``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import default_config_path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.config:
+        os.environ["GATEWAY_CONFIG"] = args.config
+    if args.no_reload_config:
+        os.environ["GATEWAY_WATCH_CONFIG"] = "0"
+    config_path = default_config_path()
+    from gateway.config.build import load_runtime
+    from gateway.config.errors import ConfigError
+
+    try:
+        load_runtime(config_path)
+    except ConfigError as exc:
+        print(f"gateway: cannot start, {config_path} has errors:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gateway").info("serving %s on http://%s:%s", config_path, args.host, args.port)
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        reload_dirs=["src"] if args.reload else None,
+        workers=None if args.reload else args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from gateway.config.build import load_runtime
+    from gateway.config.errors import ConfigError
+
+    path = args.file or default_config_path()
+    try:
+        runtime = load_runtime(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 1
+    for name, variable in sorted(runtime.missing_keys.items()):
+        print(f"warning: provider '{name}' has no API key: {variable} is not set", file=sys.stderr)
+    print(
+        f"{path}: ok, version {runtime.version}: {len(runtime.providers)} provider(s), "
+        f"{len(runtime.aliases)} alias(es), {len(runtime.agents.channels)} channel(s)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="A declarative LLM gateway (OpenAI Responses API).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="path to gateway.yaml (default: $GATEWAY_CONFIG or ./gateway.yaml)")
+    serve.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", "1")))
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.add_argument("--no-reload-config", action="store_true", help="do not hot-reload gateway.yaml")
+    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    serve.add_argument("--access-log", action="store_true", help="log every request line")
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser("check", help="validate a config file and report every error")
+    check.add_argument("file", nargs="?", help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)")
+    check.set_defaults(handler=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Configuration: load gateway.yaml, merge presets, validate, compile into a Runtime snapshot."""

@@ -1,0 +1,50 @@
+"""Pooled upstream HTTP clients: one ``httpx.AsyncClient`` per provider connection settings.
+
+Clients are keyed by the adapter's ``pool_key`` (base URL, timeouts, pool limits), so a reload
+that leaves a provider's connection settings unchanged keeps its warm connections.
+``builtin://NAME`` base URLs are served in-process by the ASGI apps in ``providers.builtin``.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from gateway.providers.adapter import ProviderAdapter
+from gateway.providers.builtin import BUILTIN_UPSTREAMS
+
+
+class TransportPool:
+    def __init__(self) -> None:
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client_for(self, adapter: ProviderAdapter) -> httpx.AsyncClient:
+        client = self._clients.get(adapter.pool_key)
+        if client is None:
+            client = self._make_client(adapter)
+            self._clients[adapter.pool_key] = client
+        return client
+
+    @staticmethod
+    def _make_client(adapter: ProviderAdapter) -> httpx.AsyncClient:
+        timeouts = adapter.timeouts
+        timeout = httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
+        )
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+        if adapter.base_url.startswith("builtin://"):
+            name = adapter.base_url.removeprefix("builtin://").split("/", 1)[0]
+            app = BUILTIN_UPSTREAMS[name]
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=timeout)
+        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+
+    async def retain(self, pool_keys: set[str]) -> None:
+        """Close clients no current provider uses (called after a reload's swap)."""
+        for key in list(self._clients):
+            if key not in pool_keys:
+                client = self._clients.pop(key)
+                await client.aclose()
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

@@ -1,0 +1,488 @@
+"""The one emitter: canonical events in, Responses SSE events and the final Response out.
+
+The emitter owns all stream state: ids, ``output_index``, ``content_index``,
+``sequence_number``, text and argument accumulation, open/close bookkeeping, usage merging and
+the terminal event. Templates only say *what happened*; this module says it on the wire exactly
+as ``shared/reference/responses-api.md`` describes, for every provider alike.
+
+At most one output item is open at a time: a new item closes the previous one, which is the
+order every upstream format produces and the order the SDK's stream helper expects.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway.canonical import CanonicalEvent
+
+ResponsesEvent = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FinishOutcome:
+    """What a provider finish reason means for the Response."""
+
+    status: str = "completed"  # completed | incomplete | failed
+    reason: str | None = None  # incomplete_details.reason
+    code: str | None = None  # error.code when failed
+    message: str | None = None
+
+
+COMPLETED: Final = FinishOutcome()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+_ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
+    ("instructions", None),
+    ("max_output_tokens", None),
+    ("max_tool_calls", None),
+    ("parallel_tool_calls", True),
+    ("previous_response_id", None),
+    ("service_tier", "default"),
+    ("store", True),
+    ("temperature", 1.0),
+    ("tool_choice", "auto"),
+    ("tools", []),
+    ("top_logprobs", 0),
+    ("top_p", 1.0),
+    ("truncation", "disabled"),
+    ("user", None),
+)
+
+
+def response_skeleton(response_id: str, model: str, body: Mapping[str, Any], created_at: int) -> dict[str, Any]:
+    """The full Response object (§2.1) with the request's echoed fields and empty output."""
+    response: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "in_progress",
+        "background": False,
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+    }
+    for name, default in _ECHOED_DEFAULTS:
+        value = body.get(name)
+        response[name] = default if value is None else value
+    response["model"] = model
+    response["output"] = []
+    reasoning = body.get("reasoning")
+    response["reasoning"] = {
+        "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
+        "summary": reasoning.get("summary") if isinstance(reasoning, dict) else None,
+    }
+    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    response["text"] = {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"}
+    response["usage"] = None
+    response["metadata"] = body.get("metadata") or {}
+    return response
+
+
+class _Item:
+    """One output item being built."""
+
+    __slots__ = ("arguments", "call_id", "encrypted", "id", "index", "key", "kind", "name", "parts", "summary")
+
+    def __init__(self, kind: str, index: int, key: Any) -> None:
+        self.kind = kind  # message | function_call | reasoning
+        self.index = index
+        self.key = key
+        prefix = {"message": "msg", "function_call": "fc", "reasoning": "rs"}[kind]
+        self.id = new_id(prefix)
+        self.parts: list[list[str]] = []  # message: [[type, text]]
+        self.summary: list[str] = []
+        self.encrypted: str | None = None
+        self.call_id = ""
+        self.name = ""
+        self.arguments = ""
+
+    def as_output(self, status: str) -> dict[str, Any]:
+        if self.kind == "message":
+            content = [
+                {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                if kind == "output_text"
+                else {"type": "refusal", "refusal": text}
+                for kind, text in self.parts
+            ]
+            return {"id": self.id, "type": "message", "status": status, "role": "assistant", "content": content}
+        if self.kind == "function_call":
+            return {
+                "id": self.id,
+                "type": "function_call",
+                "status": status,
+                "arguments": self.arguments,
+                "call_id": self.call_id,
+                "name": self.name,
+            }
+        return {
+            "id": self.id,
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": text} for text in self.summary],
+            "status": status,
+            "encrypted_content": self.encrypted,
+        }
+
+
+class ResponseEmitter:
+    """Turns canonical events into Responses events; ``stream=False`` only accumulates."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        body: Mapping[str, Any],
+        finish_reasons: Mapping[str, FinishOutcome],
+        stream: bool,
+        response_id: str | None = None,
+    ) -> None:
+        self.response = response_skeleton(response_id or new_id("resp"), model, body, int(time.time()))
+        self._finish_reasons = finish_reasons
+        self._stream = stream
+        self._sequence = 0
+        self._items: list[_Item] = []
+        self._open: _Item | None = None
+        self._usage: dict[str, int] = {}
+        self._finish: str | None = None
+        self._started = False
+        self.done = False
+        self.emitted_content = False
+
+    # ------------------------------------------------------------------ outward
+
+    def _event(self, out: list[ResponsesEvent], event: ResponsesEvent) -> None:
+        if self._stream:
+            event["sequence_number"] = self._sequence
+            self._sequence += 1
+            out.append(event)
+
+    def start(self) -> list[ResponsesEvent]:
+        """``response.created`` and ``response.in_progress`` (idempotent)."""
+        out: list[ResponsesEvent] = []
+        if not self._started:
+            self._started = True
+            self._event(out, {"type": "response.created", "response": self._snapshot()})
+            self._event(out, {"type": "response.in_progress", "response": self._snapshot()})
+        return out
+
+    def _snapshot(self) -> dict[str, Any]:
+        return dict(self.response)
+
+    def feed(self, event: CanonicalEvent) -> list[ResponsesEvent]:
+        """Apply one canonical event; return the Responses events it produces."""
+        out = self.start() if not self._started else []
+        if self.done:
+            return out
+        kind = event.get("type")
+        if kind == "text" or kind == "refusal":
+            self._text(out, event, "output_text" if kind == "text" else "refusal")
+        elif kind == "tool_call":
+            self._tool_call(out, event)
+        elif kind == "reasoning":
+            self._reasoning(out, event)
+        elif kind == "usage":
+            self._merge_usage(event)
+        elif kind == "finish":
+            reason = event.get("reason")
+            if reason is not None:
+                self._finish = str(reason)
+        elif kind == "end":
+            if self._open is not None and (event.get("key") is None or event.get("key") == self._open.key):
+                self._close(out, "completed")
+        elif kind == "start":
+            pass  # the response id and model are the gateway's own; upstream ids are not exposed
+        elif kind == "error":
+            out.extend(
+                self.fail(str(event.get("code") or "server_error"), str(event.get("message") or "Upstream error"))
+            )
+        elif kind == "done":
+            out.extend(self.finish())
+        return out
+
+    def finish(self) -> list[ResponsesEvent]:
+        """The upstream said it is done: close items and send the terminal event."""
+        outcome = self._finish_reasons.get(self._finish, COMPLETED) if self._finish else COMPLETED
+        if outcome.status == "failed":
+            return self.fail(outcome.code or "server_error", outcome.message or f"Upstream stopped: {self._finish}")
+        out = self.start() if not self._started else []
+        if self.done:
+            return out
+        item_status = "completed" if outcome.status == "completed" else "incomplete"
+        if self._open is not None:
+            self._close(out, item_status)
+        self.done = True
+        response = self.response
+        response["status"] = outcome.status
+        response["completed_at"] = int(time.time()) if outcome.status == "completed" else None
+        if outcome.status == "incomplete":
+            response["incomplete_details"] = {"reason": outcome.reason or "max_output_tokens"}
+        response["output"] = [item.as_output(self._item_status(item, item_status)) for item in self._items]
+        response["usage"] = self._final_usage()
+        terminal = "response.completed" if outcome.status == "completed" else "response.incomplete"
+        self._event(out, {"type": terminal, "response": self.response})
+        return out
+
+    def end_of_stream(self, *, requires_done: bool) -> list[ResponsesEvent]:
+        """The upstream body ended: finish if it said it was finished, else fail."""
+        if self.done:
+            return []
+        if self._finish is not None and not requires_done:
+            return self.finish()
+        return self.fail("server_error", "The upstream stream ended before the response was finished.")
+
+    def fail(self, code: str, message: str) -> list[ResponsesEvent]:
+        """``response.failed`` then the ``error`` event (flat and nested, as clients need)."""
+        out = self.start() if not self._started else []
+        if self.done:
+            return out
+        self.done = True
+        response = self.response
+        response["status"] = "failed"
+        response["error"] = {"code": code, "message": message}
+        response["output"] = [item.as_output("incomplete" if item is self._open else "completed") for item in self._items]
+        response["usage"] = self._final_usage() if self._usage else None
+        self._open = None
+        self._event(out, {"type": "response.failed", "response": self.response})
+        self._event(
+            out,
+            {
+                "type": "error",
+                "code": code,
+                "message": message,
+                "param": None,
+                "error": {"type": code, "code": code, "message": message, "param": None},
+            },
+        )
+        return out
+
+    # ------------------------------------------------------------------ items
+
+    @staticmethod
+    def _item_status(item: _Item, last_status: str) -> str:
+        return last_status if item.kind == "message" else "completed"
+
+    def _open_item(self, out: list[ResponsesEvent], kind: str, key: Any) -> _Item:
+        if self._open is not None:
+            self._close(out, "completed")
+        item = _Item(kind, len(self._items), key)
+        self._items.append(item)
+        self._open = item
+        return item
+
+    def _text(self, out: list[ResponsesEvent], event: CanonicalEvent, part_type: str) -> None:
+        text = event.get("text")
+        if not text:
+            return
+        text = str(text)
+        key = event.get("key")
+        item = self._open
+        if item is None or item.kind != "message" or (key is not None and item.key is not None and key != item.key):
+            item = self._open_item(out, "message", key)
+            self._event(
+                out,
+                {
+                    "type": "response.output_item.added",
+                    "output_index": item.index,
+                    "item": {"id": item.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []},
+                },
+            )
+        self.emitted_content = True
+        if not item.parts or item.parts[-1][0] != part_type:
+            if item.parts:
+                self._close_part(out, item)
+            item.parts.append([part_type, ""])
+            empty = (
+                {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                if part_type == "output_text"
+                else {"type": "refusal", "refusal": ""}
+            )
+            self._event(
+                out,
+                {
+                    "type": "response.content_part.added",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "content_index": len(item.parts) - 1,
+                    "part": empty,
+                },
+            )
+        part = item.parts[-1]
+        part[1] += text
+        if part_type == "output_text":
+            self._event(
+                out,
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "content_index": len(item.parts) - 1,
+                    "delta": text,
+                    "logprobs": [],
+                },
+            )
+        else:
+            self._event(
+                out,
+                {
+                    "type": "response.refusal.delta",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "content_index": len(item.parts) - 1,
+                    "delta": text,
+                },
+            )
+
+    def _close_part(self, out: list[ResponsesEvent], item: _Item) -> None:
+        index = len(item.parts) - 1
+        part_type, text = item.parts[index]
+        common = {"item_id": item.id, "output_index": item.index, "content_index": index}
+        if part_type == "output_text":
+            self._event(out, {"type": "response.output_text.done", **common, "text": text, "logprobs": []})
+            part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        else:
+            self._event(out, {"type": "response.refusal.done", **common, "refusal": text})
+            part = {"type": "refusal", "refusal": text}
+        self._event(out, {"type": "response.content_part.done", **common, "part": part})
+
+    def _tool_call(self, out: list[ResponsesEvent], event: CanonicalEvent) -> None:
+        key = event.get("key")
+        item = self._open
+        if item is None or item.kind != "function_call" or key is None or key != item.key:
+            item = self._open_item(out, "function_call", key)
+            item.call_id = str(event.get("call_id") or new_id("call"))
+            item.name = str(event.get("name") or "")
+            self.emitted_content = True
+            self._event(
+                out,
+                {
+                    "type": "response.output_item.added",
+                    "output_index": item.index,
+                    "item": {
+                        "id": item.id,
+                        "type": "function_call",
+                        "status": "in_progress",
+                        "arguments": "",
+                        "call_id": item.call_id,
+                        "name": item.name,
+                    },
+                },
+            )
+        elif not item.name and event.get("name"):
+            item.name = str(event["name"])
+        arguments = event.get("arguments")
+        if arguments:
+            delta = str(arguments)
+            item.arguments += delta
+            self._event(
+                out,
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "delta": delta,
+                },
+            )
+        if key is None:  # a whole call in one event (no key to continue it by)
+            self._close(out, "completed")
+
+    def _reasoning(self, out: list[ResponsesEvent], event: CanonicalEvent) -> None:
+        key = event.get("key")
+        item = self._open
+        if item is None or item.kind != "reasoning" or (key is not None and item.key is not None and key != item.key):
+            item = self._open_item(out, "reasoning", key)
+            self._event(
+                out,
+                {
+                    "type": "response.output_item.added",
+                    "output_index": item.index,
+                    "item": {"id": item.id, "type": "reasoning", "summary": []},
+                },
+            )
+        signature = event.get("signature")
+        if signature:
+            item.encrypted = (item.encrypted or "") + str(signature)
+        text = event.get("text")
+        if not text:
+            return
+        common = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
+        if not item.summary:
+            item.summary.append("")
+            self._event(
+                out,
+                {"type": "response.reasoning_summary_part.added", **common, "part": {"type": "summary_text", "text": ""}},
+            )
+        item.summary[0] += str(text)
+        self._event(out, {"type": "response.reasoning_summary_text.delta", **common, "delta": str(text)})
+
+    def _close(self, out: list[ResponsesEvent], status: str) -> None:
+        item = self._open
+        if item is None:
+            return
+        self._open = None
+        if item.kind == "message":
+            if item.parts:
+                self._close_part(out, item)
+        elif item.kind == "function_call":
+            self._event(
+                out,
+                {
+                    "type": "response.function_call_arguments.done",
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "name": item.name,
+                    "arguments": item.arguments,
+                },
+            )
+        elif item.summary:
+            common = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
+            text = item.summary[0]
+            self._event(out, {"type": "response.reasoning_summary_text.done", **common, "text": text})
+            self._event(
+                out,
+                {"type": "response.reasoning_summary_part.done", **common, "part": {"type": "summary_text", "text": text}},
+            )
+        self._event(
+            out,
+            {
+                "type": "response.output_item.done",
+                "output_index": item.index,
+                "item": item.as_output(self._item_status(item, status)),
+            },
+        )
+
+    # ------------------------------------------------------------------ usage
+
+    def _merge_usage(self, event: CanonicalEvent) -> None:
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+        ):
+            value = event.get(name)
+            if value is not None:
+                self._usage[name] = int(value)
+
+    def _final_usage(self) -> dict[str, Any]:
+        usage = self._usage
+        input_tokens = usage.get("input_tokens", 0)
+        output_tokens = usage.get("output_tokens", 0)
+        return {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {
+                "cached_tokens": usage.get("cached_tokens", 0),
+                "cache_write_tokens": usage.get("cache_write_tokens", 0),
+            },
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
+            "total_tokens": usage.get("total_tokens", input_tokens + output_tokens),
+        }

@@ -1,0 +1,576 @@
+"""Typed templates: YAML trees whose string leaves are sandboxed Jinja.
+
+A leaf that is exactly one ``{{ expression }}`` yields the expression's native value (a list
+stays a list; ``none`` or ``omit`` drops the field); a leaf with surrounding text yields a
+string. JSON is never assembled from text, so client content cannot inject fields.
+
+Besides plain dicts and lists, a tree may use a few structural forms, each a mapping with one
+``$``-key, so that lists of messages or events can be built without text splicing:
+
+``{"$each": expr, "as": name, "do": tree, "if": expr}``
+    A list: ``tree`` rendered once per item (items rendering to ``omit`` are dropped).
+    ``"flatten": true`` splices list results into the outer list.
+``{"$if": expr, "then": tree, "else": tree}``
+    One branch; a missing branch is ``omit``.
+``{"$switch": expr, "cases": {value: tree}, "default": tree}``
+    The tree whose key equals the value (compared as strings).
+``{"$concat": [tree, ...]}``
+    Lists joined; ``omit`` parts are skipped.
+``{"$merge": [tree, ...]}``
+    Mappings merged left to right; ``omit`` parts are skipped.
+``{"$let": {name: tree}, "in": tree}``
+    Names bound for the inner tree.
+``{"$literal": value}``
+    The value as is, never rendered.
+
+Trees are compiled once per config version; rendering a compiled node is a function call.
+Plain dotted paths (``event.delta.text``) skip Jinja entirely and become direct lookups.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import orjson
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+Scope = Mapping[str, Any]
+Renderer = Callable[[Scope], Any]
+
+
+class _Omit:
+    """Marker: the field or item this value lands in is left out."""
+
+    _instance: _Omit | None = None
+
+    def __new__(cls) -> _Omit:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "omit"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+OMIT: Final = _Omit()
+
+
+class TemplateError(Exception):
+    """A template that does not compile, or names something that does not exist."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class RenderError(Exception):
+    """A template that failed while rendering one request or event."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+
+
+def data_url(url: Any) -> dict[str, Any] | None:
+    """Split a ``data:`` URL into ``{media_type, data, base64}``; ``None`` for anything else."""
+    if not isinstance(url, str) or not url.startswith("data:"):
+        return None
+    match = _DATA_URL.match(url)
+    if match is None:
+        return None
+    return {
+        "media_type": match.group("mime") or "text/plain",
+        "data": match.group("data"),
+        "base64": bool(match.group("b64")),
+    }
+
+
+def fromjson(value: Any, default: Any = OMIT) -> Any:
+    """Parse a JSON string; on invalid JSON return ``default`` (``{}``-like callers pass one)."""
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        if default is OMIT:
+            return {}
+        return default
+
+
+def tojson(value: Any) -> str:
+    """Compact JSON text, as providers expect for tool-call arguments."""
+    return orjson.dumps(value).decode()
+
+
+def pick(mapping: Any, *keys: str) -> dict[str, Any]:
+    """The subset of ``mapping`` whose keys are listed and whose values are not ``None``."""
+    if not isinstance(mapping, Mapping):
+        return {}
+    return {key: mapping[key] for key in keys if mapping.get(key) is not None}
+
+
+def omit_keys(mapping: Any, *keys: str) -> dict[str, Any]:
+    """``mapping`` without the listed keys."""
+    if not isinstance(mapping, Mapping):
+        return {}
+    return {key: value for key, value in mapping.items() if key not in keys}
+
+
+def b64encode(value: Any) -> str:
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    return base64.b64encode(raw).decode()
+
+
+def b64decode(value: Any) -> str:
+    return base64.b64decode(str(value)).decode()
+
+
+def group_turns(items: Iterable[Mapping[str, Any]], key: str = "role") -> list[dict[str, Any]]:
+    """Merge consecutive items with the same ``key`` into ``{key, items}`` groups.
+
+    The canonical request's turns are already grouped; this is for templates that regroup
+    (for example Chat Completions splitting tool results out of a user turn).
+    """
+    groups: list[dict[str, Any]] = []
+    for item in items:
+        value = item.get(key)
+        if groups and groups[-1][key] == value:
+            groups[-1]["items"].append(item)
+        else:
+            groups.append({key: value, "items": [item]})
+    return groups
+
+
+def by_type(parts: Iterable[Mapping[str, Any]], *types: str) -> list[Mapping[str, Any]]:
+    """Parts whose ``type`` is one of ``types``, in order."""
+    return [part for part in parts if part.get("type") in types]
+
+
+def without_type(parts: Iterable[Mapping[str, Any]], *types: str) -> list[Mapping[str, Any]]:
+    """Parts whose ``type`` is none of ``types``, in order."""
+    return [part for part in parts if part.get("type") not in types]
+
+
+def first(value: Any, default: Any = None) -> Any:
+    """The first element of a sequence, or ``default`` when it is empty or not a sequence."""
+    if isinstance(value, list | tuple) and value:
+        return value[0]
+    return default
+
+
+def coalesce(*values: Any) -> Any:
+    """The first value that is neither ``None`` nor undefined."""
+    for value in values:
+        if value is not None and value is not OMIT:
+            return value
+    return None
+
+
+def clamp(value: Any, low: float, high: float) -> Any:
+    if value is None:
+        return None
+    return max(low, min(high, value))
+
+
+FILTERS: Final[dict[str, Callable[..., Any]]] = {
+    "data_url": data_url,
+    "fromjson": fromjson,
+    "tojson": tojson,
+    "pick": pick,
+    "omit_keys": omit_keys,
+    "b64encode": b64encode,
+    "b64decode": b64decode,
+    "group_turns": group_turns,
+    "by_type": by_type,
+    "without_type": without_type,
+    "first": first,
+    "clamp": clamp,
+}
+
+GLOBALS: Final[dict[str, Any]] = {
+    "omit": OMIT,
+    "coalesce": coalesce,
+    "data_url": data_url,
+    "fromjson": fromjson,
+    "tojson": tojson,
+    "pick": pick,
+}
+
+
+class _SandboxEnvironment(ImmutableSandboxedEnvironment):
+    """Immutable sandbox: templates read data, never mutate it or reach Python internals."""
+
+
+def _make_environment() -> _SandboxEnvironment:
+    env = _SandboxEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env.filters.update(FILTERS)
+    env.globals.update(GLOBALS)
+    env.globals.pop("range", None)
+    env.globals.pop("lipsum", None)
+    env.globals.pop("cycler", None)
+    env.globals.pop("joiner", None)
+    env.globals.pop("namespace", None)
+    env.globals.pop("dict", None)
+    return env
+
+
+ENV: Final = _make_environment()
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
+_PLAIN_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*|\[\d+\])*$")
+_PATH_PART = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def _lenient_get(value: Any, key: str | int) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(key)
+    if isinstance(key, int) and isinstance(value, list | tuple):
+        return value[key] if -len(value) <= key < len(value) else None
+    return None
+
+
+def _compile_plain_path(path: str) -> Renderer:
+    """``a.b[0].c`` as direct lookups: missing anywhere yields ``None`` (the field is dropped)."""
+    head, _, _ = path.partition(".")
+    head = head.split("[", 1)[0]
+    steps: list[str | int] = []
+    for match in _PATH_PART.finditer(path[len(head) :]):
+        name, index = match.groups()
+        steps.append(name if name is not None else int(index))
+    frozen = tuple(steps)
+
+    def lookup(scope: Scope) -> Any:
+        value = scope.get(head)
+        for step in frozen:
+            if value is None:
+                return None
+            value = _lenient_get(value, step)
+        return value
+
+    return lookup
+
+
+def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Renderer:
+    """Compile one Jinja expression to a function of the scope returning a native value."""
+    source = source.strip()
+    if _PLAIN_PATH.match(source) and source not in ("none", "None", "true", "false", "omit"):
+        return _compile_plain_path(source)
+    try:
+        expression = ENV.compile_expression(source, undefined_to_none=True)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error in {{{{ {source} }}}}: {exc.message}", where) from exc
+
+    def evaluate(scope: Scope) -> Any:
+        try:
+            return expression(**scope)
+        except RenderError:
+            raise
+        except Exception as exc:  # a template bug, reported with its source
+            raise RenderError(f"{{{{ {source} }}}}: {exc}") from exc
+
+    return evaluate
+
+
+def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
+    try:
+        template = ENV.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", where) from exc
+
+    def render(scope: Scope) -> Any:
+        try:
+            return template.render(scope)
+        except Exception as exc:
+            raise RenderError(f"{source!r}: {exc}") from exc
+
+    return render
+
+
+def compile_string(source: str, where: tuple[str | int, ...] = ()) -> Renderer:
+    """A string leaf: a constant, one native expression, or text with substitutions."""
+    if not any(marker in source for marker in _JINJA_MARKERS):
+        return lambda scope: source
+    single = _SINGLE_EXPRESSION.match(source)
+    if single is not None and "}}" not in single.group("expr") and "{{" not in single.group("expr"):
+        return compile_expression(single.group("expr"), where=where)
+    return _compile_text(source, where)
+
+
+def _constant(value: Any) -> Renderer:
+    return lambda scope: value
+
+
+def compile_tree(tree: Any, where: tuple[str | int, ...] = ()) -> Renderer:
+    """Compile a YAML tree into one render function."""
+    if isinstance(tree, str):
+        return compile_string(tree, where)
+    if isinstance(tree, Mapping):
+        if len(tree) and next(iter(tree)).startswith("$"):
+            return _compile_form(tree, where)
+        return _compile_mapping(tree, where)
+    if isinstance(tree, list):
+        return _compile_list(tree, where)
+    return _constant(tree)
+
+
+def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
+    if not any(_has_template(value) for value in tree.values()):
+        frozen = dict(tree)
+        return lambda scope: dict(frozen)
+    fields = tuple((str(key), compile_tree(value, (*where, key))) for key, value in tree.items())
+
+    def render(scope: Scope) -> Any:
+        result: dict[str, Any] = {}
+        for key, field in fields:
+            value = field(scope)
+            if value is not None and value is not OMIT:
+                result[key] = value
+        return result
+
+    return render
+
+
+def _compile_list(tree: list[Any], where: tuple[str | int, ...]) -> Renderer:
+    items = tuple(compile_tree(value, (*where, index)) for index, value in enumerate(tree))
+
+    def render(scope: Scope) -> Any:
+        result = []
+        for item in items:
+            value = item(scope)
+            if value is not None and value is not OMIT:
+                result.append(value)
+        return result
+
+    return render
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(marker in value for marker in _JINJA_MARKERS)
+    if isinstance(value, Mapping):
+        return any(str(key).startswith("$") for key in value) or any(
+            _has_template(item) for item in value.values()
+        )
+    if isinstance(value, list):
+        return any(_has_template(item) for item in value)
+    return False
+
+
+_FORM_KEYS: Final[dict[str, frozenset[str]]] = {
+    "$each": frozenset({"$each", "as", "do", "if", "flatten"}),
+    "$if": frozenset({"$if", "then", "else"}),
+    "$switch": frozenset({"$switch", "cases", "default"}),
+    "$concat": frozenset({"$concat"}),
+    "$merge": frozenset({"$merge"}),
+    "$let": frozenset({"$let", "in"}),
+    "$literal": frozenset({"$literal"}),
+}
+
+
+def _expression_of(value: Any, where: tuple[str | int, ...]) -> Renderer:
+    """A form's expression slot accepts ``"{{ expr }}"`` or a bare ``expr``."""
+    if not isinstance(value, str):
+        return _constant(value)
+    single = _SINGLE_EXPRESSION.match(value)
+    return compile_expression(single.group("expr") if single else value, where=where)
+
+
+def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
+    form = next(iter(tree))
+    allowed = _FORM_KEYS.get(form)
+    if allowed is None:
+        raise TemplateError(f"unknown template form {form!r}; known: {sorted(_FORM_KEYS)}", where)
+    unknown = set(tree) - allowed
+    if unknown:
+        raise TemplateError(f"{form} does not take {sorted(unknown)}; it takes {sorted(allowed)}", where)
+    here = (*where, form)
+    if form == "$literal":
+        return _constant(tree["$literal"])
+    if form == "$each":
+        return _compile_each(tree, here)
+    if form == "$if":
+        condition = _expression_of(tree["$if"], here)
+        then = compile_tree(tree.get("then", OMIT), (*where, "then"))
+        otherwise = compile_tree(tree.get("else", OMIT), (*where, "else"))
+        return lambda scope: then(scope) if condition(scope) else otherwise(scope)
+    if form == "$switch":
+        return _compile_switch(tree, here, where)
+    if form in ("$concat", "$merge"):
+        parts_source = tree[form]
+        if not isinstance(parts_source, list):
+            raise TemplateError(f"{form} takes a list", here)
+        parts = tuple(compile_tree(part, (*here, index)) for index, part in enumerate(parts_source))
+        return _concat(parts) if form == "$concat" else _merge(parts)
+    bindings_source = tree["$let"]
+    if not isinstance(bindings_source, Mapping):
+        raise TemplateError("$let takes a mapping of names to trees", here)
+    bindings = tuple((str(name), compile_tree(value, (*here, name))) for name, value in bindings_source.items())
+    body = compile_tree(tree.get("in", OMIT), (*where, "in"))
+
+    def render_let(scope: Scope) -> Any:
+        inner = dict(scope)
+        for name, binding in bindings:
+            inner[name] = binding(inner)
+        return body(inner)
+
+    return render_let
+
+
+def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
+    iterable = _expression_of(tree["$each"], where)
+    name = str(tree.get("as", "item"))
+    body = compile_tree(tree.get("do", "{{ %s }}" % name), (*where[:-1], "do"))
+    condition = _expression_of(tree["if"], (*where[:-1], "if")) if "if" in tree else None
+    flatten = bool(tree.get("flatten", False))
+
+    def render(scope: Scope) -> Any:
+        values = iterable(scope)
+        if not values:
+            return []
+        inner = dict(scope)
+        result: list[Any] = []
+        for index, value in enumerate(values):
+            inner[name] = value
+            inner["loop_index"] = index
+            if condition is not None and not condition(inner):
+                continue
+            rendered = body(inner)
+            if rendered is None or rendered is OMIT:
+                continue
+            if flatten and isinstance(rendered, list):
+                result.extend(rendered)
+            else:
+                result.append(rendered)
+        return result
+
+    return render
+
+
+def _compile_switch(
+    tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
+) -> Renderer:
+    subject = _expression_of(tree["$switch"], here)
+    cases_source = tree.get("cases", {})
+    if not isinstance(cases_source, Mapping):
+        raise TemplateError("$switch cases must be a mapping", (*where, "cases"))
+    cases = {str(key): compile_tree(value, (*where, "cases", key)) for key, value in cases_source.items()}
+    default = compile_tree(tree.get("default", OMIT), (*where, "default"))
+
+    def render(scope: Scope) -> Any:
+        value = subject(scope)
+        key = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        return cases.get(key, default)(scope)
+
+    return render
+
+
+def _concat(parts: tuple[Renderer, ...]) -> Renderer:
+    def render(scope: Scope) -> Any:
+        result: list[Any] = []
+        for part in parts:
+            value = part(scope)
+            if value is None or value is OMIT:
+                continue
+            if isinstance(value, list):
+                result.extend(value)
+            else:
+                result.append(value)
+        return result
+
+    return render
+
+
+def _merge(parts: tuple[Renderer, ...]) -> Renderer:
+    def render(scope: Scope) -> Any:
+        result: dict[str, Any] = {}
+        for part in parts:
+            value = part(scope)
+            if isinstance(value, Mapping):
+                result.update(value)
+        return result
+
+    return render
+
+
+# --------------------------------------------------------------------------- static checks
+
+
+def undeclared_names(source: str) -> set[str]:
+    """Names a template string reads from its scope (for ``gateway check``)."""
+    from jinja2 import meta
+
+    single = _SINGLE_EXPRESSION.match(source)
+    text = source if single is None else source
+    try:
+        ast = ENV.parse(text)
+    except TemplateSyntaxError:
+        return set()
+    return set(meta.find_undeclared_variables(ast)) - set(ENV.globals)
+
+
+def used_filters(source: str) -> set[str]:
+    """Filter and test names a template uses, to report unknown helpers before deploy."""
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError:
+        return set()
+    names = {node.name for node in ast.find_all(nodes.Filter)}
+    return names
+
+
+def unknown_filters(source: str) -> set[str]:
+    return {name for name in used_filters(source) if name not in ENV.filters}
+
+
+def unknown_tests(source: str) -> set[str]:
+    try:
+        ast = ENV.parse(source)
+    except TemplateSyntaxError:
+        return set()
+    return {node.name for node in ast.find_all(nodes.Test) if node.name not in ENV.tests}
+
+
+def template_strings(tree: Any, where: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """Every Jinja-bearing string in a tree with its path, including form expressions."""
+    if isinstance(tree, str):
+        if any(marker in tree for marker in _JINJA_MARKERS):
+            yield where, tree
+    elif isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if key in ("$each", "$if", "$switch", "if") and isinstance(value, str) and not any(
+                marker in value for marker in _JINJA_MARKERS
+            ):
+                yield (*where, key), "{{ " + value + " }}"
+            else:
+                yield from template_strings(value, (*where, key))
+    elif isinstance(tree, list):
+        for index, value in enumerate(tree):
+            yield from template_strings(value, (*where, index))
+
+
+def bound_names(tree: Any) -> set[str]:
+    """Names a tree binds itself (``$each ... as``, ``$let``), which are not free variables."""
+    names: set[str] = set()
+    if isinstance(tree, Mapping):
+        if "$each" in tree:
+            names.add(str(tree.get("as", "item")))
+            names.add("loop_index")
+        if "$let" in tree and isinstance(tree["$let"], Mapping):
+            names.update(str(key) for key in tree["$let"])
+        for value in tree.values():
+            names |= bound_names(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            names |= bound_names(value)
+    return names
+

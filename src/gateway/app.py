@@ -74,7 +74,10 @@ class RequestIdMiddleware:
 
 def error_response(error: GatewayError) -> Response:
     return Response(
-        orjson.dumps(error.body()), error.status, headers=error.headers, media_type="application/json"
+        orjson.dumps(error.body()),
+        error.status,
+        headers=error.headers,
+        media_type="application/json",
     )
 
 
@@ -84,8 +87,18 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    return error_response(GatewayError(500, "The gateway hit an internal error.", type="server_error", code="internal_error"))
+    logger.error(
+        "unhandled error on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    return error_response(
+        GatewayError(
+            500, "The gateway hit an internal error.", type="server_error", code="internal_error"
+        )
+    )
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -96,7 +109,11 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(
-        GatewayError(405, f"Method {request.method} is not allowed on {request.url.path}.", code="method_not_allowed")
+        GatewayError(
+            405,
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            code="method_not_allowed",
+        )
     )
 
 
@@ -109,7 +126,11 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = GatewayState(store=store, transports=TransportPool(), agent_bus=create_bus(store.current.agents.backend))
+        state = GatewayState(
+            store=store,
+            transports=TransportPool(),
+            agent_bus=create_bus(store.current.agents.backend),
+        )
         app.state.gateway = state
         watcher = None
         if watch_enabled and store.current.server.hot_reload:

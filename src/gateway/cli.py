@@ -29,8 +29,12 @@ def _serve(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gateway").info("serving %s on http://%s:%s", config_path, args.host, args.port)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("gateway").info(
+        "serving %s on http://%s:%s", config_path, args.host, args.port
+    )
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -70,22 +74,32 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="A declarative LLM gateway (OpenAI Responses API).")
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="A declarative LLM gateway (OpenAI Responses API)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="path to gateway.yaml (default: $GATEWAY_CONFIG or ./gateway.yaml)")
+    serve.add_argument(
+        "--config", help="path to gateway.yaml (default: $GATEWAY_CONFIG or ./gateway.yaml)"
+    )
     serve.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", "1")))
-    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
-    serve.add_argument("--no-reload-config", action="store_true", help="do not hot-reload gateway.yaml")
+    serve.add_argument(
+        "--reload", action="store_true", help="restart on code changes (development)"
+    )
+    serve.add_argument(
+        "--no-reload-config", action="store_true", help="do not hot-reload gateway.yaml"
+    )
     serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
     serve.add_argument("--access-log", action="store_true", help="log every request line")
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check", help="validate a config file and report every error")
-    check.add_argument("file", nargs="?", help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)")
+    check.add_argument(
+        "file", nargs="?", help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)"
+    )
     check.set_defaults(handler=_check)
     return parser
 

@@ -17,7 +17,7 @@ class GatewayError(Exception):
         status: int,
         message: str,
         *,
-        type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field name
+        type: str = "invalid_request_error",  # OpenAI's field name
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
@@ -41,6 +41,8 @@ class GatewayError(Exception):
         }
 
 
-def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
+def invalid_request(
+    message: str, *, param: str | None = None, code: str | None = None
+) -> GatewayError:
     """A 400 for input the client can fix."""
     return GatewayError(400, message, param=param, code=code or "invalid_value")

@@ -60,7 +60,7 @@ class Router:
             if provider in self._providers:
                 return Route(model, None, (Target(provider, upstream_model),))
             raise self._unknown(model, f"Unknown provider '{provider}' in model '{model}'.")
-        if model in self._providers and self._providers[model]:
+        if self._providers.get(model):
             return Route(model, None, (Target(model, str(self._providers[model])),))
         if self._default is not None:
             return Route(model, None, (Target(self._default, model),))

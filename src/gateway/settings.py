@@ -31,5 +31,6 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             config_path=default_config_path(),
-            watch_config=os.environ.get("GATEWAY_WATCH_CONFIG", "1").lower() not in ("0", "false", "no"),
+            watch_config=os.environ.get("GATEWAY_WATCH_CONFIG", "1").lower()
+            not in ("0", "false", "no"),
         )

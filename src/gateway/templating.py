@@ -77,7 +77,10 @@ class RenderError(Exception):
 
 # --------------------------------------------------------------------------- helpers
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,(?P<data>.*)$",
+    re.S,
+)
 
 
 def data_url(url: Any) -> dict[str, Any] | None:
@@ -268,7 +271,9 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
     try:
         expression = ENV.compile_expression(source, undefined_to_none=True)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error in {{{{ {source} }}}}: {exc.message}", where) from exc
+        raise TemplateError(
+            f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
+        ) from exc
 
     def evaluate(scope: Scope) -> Any:
         try:
@@ -392,7 +397,9 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
         raise TemplateError(f"unknown template form {form!r}; known: {sorted(_FORM_KEYS)}", where)
     unknown = set(tree) - allowed
     if unknown:
-        raise TemplateError(f"{form} does not take {sorted(unknown)}; it takes {sorted(allowed)}", where)
+        raise TemplateError(
+            f"{form} does not take {sorted(unknown)}; it takes {sorted(allowed)}", where
+        )
     here = (*where, form)
     if form == "$literal":
         return _constant(tree["$literal"])
@@ -414,7 +421,9 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
     bindings_source = tree["$let"]
     if not isinstance(bindings_source, Mapping):
         raise TemplateError("$let takes a mapping of names to trees", here)
-    bindings = tuple((str(name), compile_tree(value, (*here, name))) for name, value in bindings_source.items())
+    bindings = tuple(
+        (str(name), compile_tree(value, (*here, name))) for name, value in bindings_source.items()
+    )
     body = compile_tree(tree.get("in", OMIT), (*where, "in"))
 
     def render_let(scope: Scope) -> Any:
@@ -429,7 +438,7 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
 def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
     iterable = _expression_of(tree["$each"], where)
     name = str(tree.get("as", "item"))
-    body = compile_tree(tree.get("do", "{{ %s }}" % name), (*where[:-1], "do"))
+    body = compile_tree(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
     condition = _expression_of(tree["if"], (*where[:-1], "if")) if "if" in tree else None
     flatten = bool(tree.get("flatten", False))
 
@@ -463,12 +472,20 @@ def _compile_switch(
     cases_source = tree.get("cases", {})
     if not isinstance(cases_source, Mapping):
         raise TemplateError("$switch cases must be a mapping", (*where, "cases"))
-    cases = {str(key): compile_tree(value, (*where, "cases", key)) for key, value in cases_source.items()}
+    cases = {
+        str(key): compile_tree(value, (*where, "cases", key)) for key, value in cases_source.items()
+    }
     default = compile_tree(tree.get("default", OMIT), (*where, "default"))
 
     def render(scope: Scope) -> Any:
         value = subject(scope)
-        key = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        key = (
+            value
+            if isinstance(value, str)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
         return cases.get(key, default)(scope)
 
     return render
@@ -509,10 +526,8 @@ def undeclared_names(source: str) -> set[str]:
     """Names a template string reads from its scope (for ``gateway check``)."""
     from jinja2 import meta
 
-    single = _SINGLE_EXPRESSION.match(source)
-    text = source if single is None else source
     try:
-        ast = ENV.parse(text)
+        ast = ENV.parse(source)
     except TemplateSyntaxError:
         return set()
     return set(meta.find_undeclared_variables(ast)) - set(ENV.globals)
@@ -540,15 +555,19 @@ def unknown_tests(source: str) -> set[str]:
     return {node.name for node in ast.find_all(nodes.Test) if node.name not in ENV.tests}
 
 
-def template_strings(tree: Any, where: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
+def template_strings(
+    tree: Any, where: tuple[str | int, ...] = ()
+) -> Iterable[tuple[tuple[str | int, ...], str]]:
     """Every Jinja-bearing string in a tree with its path, including form expressions."""
     if isinstance(tree, str):
         if any(marker in tree for marker in _JINJA_MARKERS):
             yield where, tree
     elif isinstance(tree, Mapping):
         for key, value in tree.items():
-            if key in ("$each", "$if", "$switch", "if") and isinstance(value, str) and not any(
-                marker in value for marker in _JINJA_MARKERS
+            if (
+                key in ("$each", "$if", "$switch", "if")
+                and isinstance(value, str)
+                and not any(marker in value for marker in _JINJA_MARKERS)
             ):
                 yield (*where, key), "{{ " + value + " }}"
             else:
@@ -573,4 +592,3 @@ def bound_names(tree: Any) -> set[str]:
         for value in tree:
             names |= bound_names(value)
     return names
-

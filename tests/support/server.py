@@ -31,7 +31,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until_healthy(base_url: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_healthy(
+    base_url: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -57,7 +59,9 @@ def serve_app_in_thread(config_path: Path, *, watch: bool = False) -> Iterator[s
     """uvicorn in a background thread; yields the base URL (``http://127.0.0.1:PORT``)."""
     port = free_port()
     app = create_app(str(config_path), watch=watch)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -71,7 +75,9 @@ def serve_app_in_thread(config_path: Path, *, watch: bool = False) -> Iterator[s
 
 
 @contextlib.contextmanager
-def running_gateway(config_yaml: str, *, env: dict[str, str] | None = None, watch: bool = False) -> Iterator[str]:
+def running_gateway(
+    config_yaml: str, *, env: dict[str, str] | None = None, watch: bool = False
+) -> Iterator[str]:
     """A real gateway serving ``config_yaml``; ``env`` is applied for the server's lifetime."""
     path = write_config(config_yaml)
     saved = {name: os.environ.get(name) for name in (env or {})}
@@ -89,12 +95,28 @@ def running_gateway(config_yaml: str, *, env: dict[str, str] | None = None, watc
 
 @contextlib.contextmanager
 def gateway_process(
-    config_path: Path, *, env: dict[str, str] | None = None, port: int | None = None, extra_args: tuple[str, ...] = ()
+    config_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """``python -m gateway serve`` as a child process; yields its base URL."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config_path), "--port", str(port), "--log-level", "warning", *extra_args],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra_args,
+        ],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -24,7 +24,11 @@ async def healthz(request: Request) -> Response:
         name: {
             "base_url": adapter.base_url,
             "status": "no_api_key" if name in runtime.missing_keys else "configured",
-            **({"missing_variable": runtime.missing_keys[name]} if name in runtime.missing_keys else {}),
+            **(
+                {"missing_variable": runtime.missing_keys[name]}
+                if name in runtime.missing_keys
+                else {}
+            ),
             **({"breaker": state.breaker_state(name)} if state.breaker_state(name) else {}),
         }
         for name, adapter in runtime.providers.items()
@@ -60,5 +64,7 @@ async def list_models(request: Request) -> Response:
             model_id = f"{name}:{model}"
             if model_id not in seen:
                 seen.add(model_id)
-                data.append({"id": model_id, "object": "model", "created": created, "owned_by": name})
+                data.append(
+                    {"id": model_id, "object": "model", "created": created, "owned_by": name}
+                )
     return _json({"object": "list", "data": data})

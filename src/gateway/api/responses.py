@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gateway.responses")
 
 JSON_HEADERS = {"content-type": "application/json"}
-SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -35,19 +39,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise GatewayError(
-            413, f"Request body is {declared} bytes; the limit is {limit} bytes.", code="request_too_large"
+            413,
+            f"Request body is {declared} bytes; the limit is {limit} bytes.",
+            code="request_too_large",
         )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise GatewayError(413, f"Request body is over the limit of {limit} bytes.", code="request_too_large")
+            raise GatewayError(
+                413, f"Request body is over the limit of {limit} bytes.", code="request_too_large"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _prepare(runtime: Runtime, target: Target, parsed: Any) -> tuple[ProviderAdapter, CanonicalRequest]:
+def _prepare(
+    runtime: Runtime, target: Target, parsed: Any
+) -> tuple[ProviderAdapter, CanonicalRequest]:
     adapter = runtime.providers[target.provider]
     return adapter, normalize(parsed, target.model, dict(target.params) if target.params else None)
 
@@ -69,7 +79,10 @@ async def create_response(request: Request) -> Response:
         "x-gateway-attempts": "1",
     }
     emitter = ResponseEmitter(
-        model=parsed.model, body=parsed.body, finish_reasons=adapter.finish_reasons, stream=parsed.stream
+        model=parsed.model,
+        body=parsed.body,
+        finish_reasons=adapter.finish_reasons,
+        stream=parsed.stream,
     )
 
     if not parsed.stream:
@@ -86,7 +99,10 @@ async def create_response(request: Request) -> Response:
         if response["status"] == "failed":
             error = response["error"] or {}
             raise _with_headers(
-                GatewayError(502, str(error.get("message")), type="server_error", code=str(error.get("code"))), headers
+                GatewayError(
+                    502, str(error.get("message")), type="server_error", code=str(error.get("code"))
+                ),
+                headers,
             )
         overhead = time.perf_counter() - started - upstream_seconds
         headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
@@ -116,7 +132,11 @@ async def _relay(upstream: UpstreamStream, emitter: ResponseEmitter) -> AsyncIte
     except Exception as exc:  # a mapping bug must still end the client's stream properly
         logger.exception("stream from provider '%s' failed", upstream.adapter.name)
         if not emitter.done:
-            yield encode_events(emitter.fail("server_error", f"The gateway failed while streaming: {type(exc).__name__}"))
+            yield encode_events(
+                emitter.fail(
+                    "server_error", f"The gateway failed while streaming: {type(exc).__name__}"
+                )
+            )
     finally:
         await upstream.aclose()
 

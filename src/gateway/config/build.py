@@ -32,7 +32,16 @@ from gateway.templating import TemplateError
 
 #: Sections of a provider entry that are template trees: an operator's override replaces a
 #: field inside them, a stream rule, a finish reason; never the whole section by accident.
-MERGED_SECTIONS: Final = ("request", "response", "stream", "errors", "finish_reasons", "headers", "auth", "settings")
+MERGED_SECTIONS: Final = (
+    "request",
+    "response",
+    "stream",
+    "errors",
+    "finish_reasons",
+    "headers",
+    "auth",
+    "settings",
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,11 @@ class Runtime:
 
 @cache
 def gateway_schema() -> dict[str, Any]:
-    text = resources.files("gateway").joinpath("schema/gateway.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("gateway")
+        .joinpath("schema/gateway.schema.json")
+        .read_text(encoding="utf-8")
+    )
     schema: dict[str, Any] = orjson.loads(text)
     return schema
 
@@ -80,7 +93,11 @@ def _validator() -> Draft202012Validator:
 
 def preset_names() -> list[str]:
     folder = resources.files("gateway").joinpath("presets")
-    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return sorted(
+        entry.name.removesuffix(".yaml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    )
 
 
 @cache
@@ -89,7 +106,9 @@ def _preset_document(name: str) -> Document:
     return parse_yaml(text, f"presets/{name}.yaml")
 
 
-def _resolve_preset(name: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[Path, Location]]:
+def _resolve_preset(
+    name: str, seen: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[Path, Location]]:
     """A preset with its ``extends`` chain merged, and positions for every path."""
     if name in seen:
         raise ConfigError([ConfigIssue(f"preset cycle: {' -> '.join((*seen, name))}")])
@@ -109,7 +128,11 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     for key, value in override.items():
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping) and not _is_form(value):
+        elif (
+            isinstance(value, Mapping)
+            and isinstance(result.get(key), Mapping)
+            and not _is_form(value)
+        ):
             result[key] = merge(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
@@ -122,7 +145,9 @@ def _is_form(value: Mapping[str, Any]) -> bool:
 
 def _schema_issues(data: Any, document: Document) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(
+        _validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
+    ):
         issues.extend(_describe(error, document))
     return issues
 
@@ -130,7 +155,8 @@ def _schema_issues(data: Any, document: Document) -> list[ConfigIssue]:
 def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
     path: Path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = sorted(schema.get("properties", {}))
         extras = [key for key in error.instance if key not in allowed]
         return [
             ConfigIssue(
@@ -143,10 +169,25 @@ def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
     if error.validator == "oneOf" and error.context:
         # Report the branch that got furthest, not "is not valid under any of the given schemas".
         deepest = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-        if len(deepest.absolute_path) > len(error.absolute_path) or deepest.validator not in ("type", "required"):
+        if len(deepest.absolute_path) > len(error.absolute_path) or deepest.validator not in (
+            "type",
+            "required",
+        ):
             return _describe(deepest, document)
-        kinds = sorted({str(e.schema.get("type", e.validator)) for e in error.context})
-        return [ConfigIssue(f"{_show(error.instance)} is not valid here (expected one of: {', '.join(kinds)})", path, document.locate(path))]
+        kinds = sorted(
+            {
+                str(e.schema.get("type", e.validator))
+                for e in error.context
+                if isinstance(e.schema, Mapping)
+            }
+        )
+        return [
+            ConfigIssue(
+                f"{_show(error.instance)} is not valid here (expected one of: {', '.join(kinds)})",
+                path,
+                document.locate(path),
+            )
+        ]
     message = error.message
     if error.validator == "required":
         message = error.message.replace("is a required property", "is required")
@@ -165,7 +206,9 @@ def load_runtime(path: str | FilePath, environ: Mapping[str, str] | None = None)
     """Build a runtime from a file; raise ``ConfigError`` with every issue found."""
     file_path = FilePath(path)
     document = read_yaml(file_path, display_name=_display_name(file_path))
-    return build_runtime(document, source=str(file_path), environ=environment_for(file_path, environ))
+    return build_runtime(
+        document, source=str(file_path), environ=environment_for(file_path, environ)
+    )
 
 
 def _display_name(path: FilePath) -> str:
@@ -179,7 +222,9 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
     issues = interpolate(document, environ)
     data = document.data
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("the config must be a mapping of sections", (), document.locate(()))])
+        raise ConfigError(
+            [ConfigIssue("the config must be a mapping of sections", (), document.locate(()))]
+        )
     issues.extend(_schema_issues(data, document))
     if issues:
         raise ConfigError(issues)
@@ -220,7 +265,11 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         providers=MappingProxyType(providers),
         aliases=MappingProxyType(aliases),
         default_provider=default_provider,
-        router=Router({name: adapter.default_model for name, adapter in providers.items()}, aliases, default_provider),
+        router=Router(
+            {name: adapter.default_model for name, adapter in providers.items()},
+            aliases,
+            default_provider,
+        ),
         agents=agents,
         limits=RequestLimits(
             max_body_bytes=int(server.get("max_body_bytes", RequestLimits.max_body_bytes)),
@@ -260,22 +309,41 @@ def _compile_providers(
         if missing_variable:
             missing[name] = missing_variable
         if not merged.get("base_url"):
-            issues.append(ConfigIssue("base_url is required (or a preset that has one)", entry_path, document.locate(entry_path)))
+            issues.append(
+                ConfigIssue(
+                    "base_url is required (or a preset that has one)",
+                    entry_path,
+                    document.locate(entry_path),
+                )
+            )
             continue
         if not merged.get("request"):
             issues.append(
-                ConfigIssue("request is required (or a preset that has one)", entry_path, document.locate(entry_path))
+                ConfigIssue(
+                    "request is required (or a preset that has one)",
+                    entry_path,
+                    document.locate(entry_path),
+                )
             )
             continue
         try:
-            providers[name] = compile_adapter(name, merged, make_auth(name, merged, missing_variable))
+            providers[name] = compile_adapter(
+                name, merged, make_auth(name, merged, missing_variable)
+            )
         except TemplateError as exc:
             where = (*entry_path, *exc.path)
-            location = document.positions.get(where) or _preset_location(positions, exc.path) or document.locate(where)
+            location = (
+                document.positions.get(where)
+                or _preset_location(positions, exc.path)
+                or document.locate(where)
+            )
             issues.append(ConfigIssue(exc.message, where, location))
             continue
         fingerprints[f"provider {name}"] = hashlib.sha256(
-            orjson.dumps({"spec": _without_secrets(merged), "key": _secret_digest(merged)}, option=orjson.OPT_SORT_KEYS)
+            orjson.dumps(
+                {"spec": _without_secrets(merged), "key": _secret_digest(merged)},
+                option=orjson.OPT_SORT_KEYS,
+            )
         ).hexdigest()
     return providers, fingerprints, missing
 
@@ -289,7 +357,10 @@ def _preset_location(positions: Mapping[Path, Location], path: Path) -> Location
 
 
 def _compile_aliases(
-    data: dict[str, Any], document: Document, providers: Mapping[str, ProviderAdapter], issues: list[ConfigIssue]
+    data: dict[str, Any],
+    document: Document,
+    providers: Mapping[str, ProviderAdapter],
+    issues: list[ConfigIssue],
 ) -> dict[str, Route]:
     aliases: dict[str, Route] = {}
     known = set(data["providers"])
@@ -304,7 +375,9 @@ def _compile_aliases(
             if "target" in spec:
                 entries = [(spec["target"], (*path, "target"))]
             else:
-                entries = [(item, (*path, "targets", index)) for index, item in enumerate(spec["targets"])]
+                entries = [
+                    (item, (*path, "targets", index)) for index, item in enumerate(spec["targets"])
+                ]
         targets: list[Target] = []
         for item, item_path in entries:
             text = item if isinstance(item, str) else item["target"]
@@ -320,7 +393,9 @@ def _compile_aliases(
                     )
                 )
                 continue
-            target_params = {**params, **(item.get("params") or {})} if isinstance(item, dict) else params
+            target_params = (
+                {**params, **(item.get("params") or {})} if isinstance(item, dict) else params
+            )
             targets.append(Target(parsed[0], parsed[1], MappingProxyType(target_params)))
         if targets:
             aliases[alias] = Route(alias, alias, tuple(targets))
@@ -332,7 +407,10 @@ _SECRET_KEYS: Final = frozenset({"api_key", "key"})
 
 def _without_secrets(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {key: ("***" if key in _SECRET_KEYS else _without_secrets(item)) for key, item in value.items()}
+        return {
+            key: ("***" if key in _SECRET_KEYS else _without_secrets(item))
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_without_secrets(item) for item in value]
     return value

@@ -32,7 +32,11 @@ class ConfigIssue:
     location: Location | None = None
 
     def __str__(self) -> str:
-        where = f"{self.location.file}:{self.location.line}:{self.location.column}: " if self.location else ""
+        where = (
+            f"{self.location.file}:{self.location.line}:{self.location.column}: "
+            if self.location
+            else ""
+        )
         return f"{where}{format_path(self.path)}: {self.message}"
 
 

@@ -56,7 +56,9 @@ def read_yaml(path: FilePath, *, display_name: str | None = None) -> Document:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue(f"cannot read config file: {exc.strerror}", (), Location(name, 1, 1))]) from exc
+        raise ConfigError(
+            [ConfigIssue(f"cannot read config file: {exc.strerror}", (), Location(name, 1, 1))]
+        ) from exc
     return parse_yaml(text, name)
 
 
@@ -174,7 +176,9 @@ def interpolate(document: Document, environ: Mapping[str, str]) -> list[ConfigIs
     return issues
 
 
-def environment_for(config_path: FilePath, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def environment_for(
+    config_path: FilePath, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     merged = load_env_file(config_path)
     merged.update(os.environ if environ is None else environ)
     return merged

@@ -38,7 +38,9 @@ def describe_changes(old: Runtime, new: Runtime) -> list[str]:
 
 
 class RuntimeStore:
-    def __init__(self, path: str, runtime: Runtime, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, path: str, runtime: Runtime, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
         self.current = runtime
         self.last_error: ReloadError | None = None
@@ -63,7 +65,9 @@ class RuntimeStore:
             self.reloads_failed += 1
             self.last_error = ReloadError(time.time(), tuple(str(issue) for issue in exc.issues))
             for issue in exc.issues:
-                logger.error("config reload failed, keeping version %s: %s", self.current.version, issue)
+                logger.error(
+                    "config reload failed, keeping version %s: %s", self.current.version, issue
+                )
             return False
         old = self.current
         self.last_error = None

@@ -47,7 +47,9 @@ class UpstreamFailure:
     """A classified upstream error: what the client sees and whether another try may help."""
 
     error: GatewayError
-    error_class: str  # rate_limited | overloaded | timeout | server_error | context_too_long | client_error
+    error_class: (
+        str  # rate_limited | overloaded | timeout | server_error | context_too_long | client_error
+    )
 
 
 RETRYABLE_CLASSES: Final = frozenset({"rate_limited", "overloaded", "timeout", "server_error"})
@@ -115,7 +117,12 @@ class ProviderAdapter:
     # ------------------------------------------------------------------ request
 
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        scope = {"req": req, "model": req["model"], "stream": req["stream"], "provider": self.settings}
+        scope = {
+            "req": req,
+            "model": req["model"],
+            "stream": req["stream"],
+            "provider": self.settings,
+        }
         try:
             body = self.body(scope)
             path = self.path(scope)
@@ -144,9 +151,13 @@ class ProviderAdapter:
 
     def events_from_body(self, body: Any, req: CanonicalRequest) -> list[CanonicalEvent]:
         """A whole (non-streaming) upstream answer → canonical events."""
-        return _as_events(self.response_events({"body": body, "req": req, "provider": self.settings}))
+        return _as_events(
+            self.response_events({"body": body, "req": req, "provider": self.settings})
+        )
 
-    def events_from_chunk(self, name: str | None, data: str, req: CanonicalRequest) -> list[CanonicalEvent]:
+    def events_from_chunk(
+        self, name: str | None, data: str, req: CanonicalRequest
+    ) -> list[CanonicalEvent]:
         """One stream frame → canonical events (dispatched on the discriminator)."""
         spec = self.stream
         if spec.done_data is not None and data == spec.done_data:
@@ -154,7 +165,13 @@ class ProviderAdapter:
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return [{"type": "error", "code": "server_error", "message": "The upstream sent a malformed stream chunk."}]
+            return [
+                {
+                    "type": "error",
+                    "code": "server_error",
+                    "message": "The upstream sent a malformed stream chunk.",
+                }
+            ]
         scope = {"event": event, "sse": name, "req": req, "provider": self.settings}
         rule = None
         if spec.discriminator is not None:
@@ -167,7 +184,9 @@ class ProviderAdapter:
             return []
         return _as_events(rule(scope))
 
-    def classify_error(self, status: int, headers: Mapping[str, str], content: bytes) -> UpstreamFailure:
+    def classify_error(
+        self, status: int, headers: Mapping[str, str], content: bytes
+    ) -> UpstreamFailure:
         """An upstream HTTP error → the OpenAI-shaped error the client sees, and its class."""
         try:
             body: Any = orjson.loads(content) if content else None
@@ -178,7 +197,13 @@ class ProviderAdapter:
         text = content[:2000].decode("utf-8", "replace")
         scope = {"body": body, "status": status, "text": text, "provider": self.settings}
         client_status, error_type, code, error_class = self.errors.statuses.get(
-            status, (status if 400 <= status < 600 else 502, "server_error" if status >= 500 else "invalid_request_error", None, "server_error" if status >= 500 else "client_error")
+            status,
+            (
+                status if 400 <= status < 600 else 502,
+                "server_error" if status >= 500 else "invalid_request_error",
+                None,
+                "server_error" if status >= 500 else "client_error",
+            ),
         )
         try:
             message = self.errors.message(scope) or text or f"HTTP {status}"
@@ -186,7 +211,12 @@ class ProviderAdapter:
             upstream_code = self.errors.code(scope)
             override = self.errors.classes(scope)
         except RenderError:
-            message, upstream_type, upstream_code, override = text or f"HTTP {status}", None, None, None
+            message, upstream_type, upstream_code, override = (
+                text or f"HTTP {status}",
+                None,
+                None,
+                None,
+            )
         if isinstance(override, str) and override:
             error_class = override
         if error_class == "context_too_long":
@@ -199,7 +229,9 @@ class ProviderAdapter:
         error = GatewayError(
             client_status,
             message,
-            type=str(upstream_type) if upstream_type and client_status < 500 and client_status != 429 else error_type,
+            type=str(upstream_type)
+            if upstream_type and client_status < 500 and client_status != 429
+            else error_type,
             code=str(upstream_code) if upstream_code and code is None else code,
             headers=extra,
         )
@@ -284,31 +316,51 @@ def compile_adapter(name: str, spec: Mapping[str, Any], auth: Auth) -> ProviderA
         stream=StreamSpec(
             framing=str(stream.get("framing", "sse")),
             done_data=stream.get("done_data"),
-            discriminator=compile_string("{{ %s }}" % discriminator, ("stream", "discriminator"))
+            discriminator=compile_string(f"{{{{ {discriminator} }}}}", ("stream", "discriminator"))
             if discriminator
             else None,
-            rules={str(key): compile_tree(tree, ("stream", "rules", key)) for key, tree in (stream.get("rules") or {}).items()},
-            default=compile_tree(stream["default"], ("stream", "default")) if stream.get("default") is not None else None,
+            rules={
+                str(key): compile_tree(tree, ("stream", "rules", key))
+                for key, tree in (stream.get("rules") or {}).items()
+            },
+            default=compile_tree(stream["default"], ("stream", "default"))
+            if stream.get("default") is not None
+            else None,
             requires_done=str(stream.get("terminal", "finish")) == "done",
         ),
         errors=ErrorSpec(
             message=compile_tree(errors.get("message", "{{ text }}"), ("errors", "message")),
-            type=compile_tree(errors.get("type"), ("errors", "type")) if errors.get("type") else _const(None),
-            code=compile_tree(errors.get("code"), ("errors", "code")) if errors.get("code") else _const(None),
+            type=compile_tree(errors.get("type"), ("errors", "type"))
+            if errors.get("type")
+            else _const(None),
+            code=compile_tree(errors.get("code"), ("errors", "code"))
+            if errors.get("code")
+            else _const(None),
             statuses=_status_table(errors.get("statuses")),
-            classes=compile_tree(errors.get("class"), ("errors", "class")) if errors.get("class") else _const(None),
+            classes=compile_tree(errors.get("class"), ("errors", "class"))
+            if errors.get("class")
+            else _const(None),
         ),
         finish_reasons=_finish_table(spec.get("finish_reasons")),
         static_headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         pool_key=hashlib.sha256(pool_material).hexdigest(),
-        settings={"name": name, "default_model": spec.get("default_model"), **(spec.get("settings") or {})},
+        settings={
+            "name": name,
+            "default_model": spec.get("default_model"),
+            **(spec.get("settings") or {}),
+        },
     )
 
 
 def make_auth(name: str, spec: Mapping[str, Any], missing_variable: str | None) -> Auth:
     auth = spec.get("auth") or {}
     scheme = str(auth.get("scheme", "bearer"))
-    default_name = {"bearer": "Authorization", "header": "x-api-key", "query": "key", "none": ""}.get(scheme, "")
+    default_name = {
+        "bearer": "Authorization",
+        "header": "x-api-key",
+        "query": "key",
+        "none": "",
+    }.get(scheme, "")
     key = spec.get("api_key")
     return Auth(
         scheme=scheme,  # type: ignore[arg-type]

@@ -50,7 +50,11 @@ class Auth:
         if self.scheme == "none":
             return
         if self.key is None:
-            variable = f" Set {self.missing_variable} in the environment or .env." if self.missing_variable else ""
+            variable = (
+                f" Set {self.missing_variable} in the environment or .env."
+                if self.missing_variable
+                else ""
+            )
             raise GatewayError(
                 503,
                 f"Provider '{self.provider}' has no API key configured.{variable}",

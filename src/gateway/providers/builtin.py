@@ -28,7 +28,9 @@ def _text_of(message: Any) -> str:
         return content
     if isinstance(content, list):
         return "".join(
-            str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
 
@@ -55,7 +57,11 @@ def echo_answer(body: dict[str, Any]) -> tuple[list[str], str, dict[str, int]]:
         words, finish = words[:limit], "length"
     prompt = sum(_count_tokens(_text_of(message)) for message in messages)
     completion = sum(1 for word in words if word.strip())
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
     return words, finish, usage
 
 
@@ -71,7 +77,9 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        await _json(send, 400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}})
+        await _json(
+            send, 400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
+        )
         return
     words, finish, usage = echo_answer(body)
     created = int(time.time())
@@ -86,13 +94,23 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
                 "created": created,
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": finish}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": finish,
+                    }
                 ],
                 "usage": usage,
             },
         )
         return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
     async for chunk in _chunks(words, finish, usage, model, created):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -101,10 +119,24 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 async def _chunks(
     words: list[str], finish: str, usage: dict[str, int], model: str, created: int
 ) -> AsyncIterator[bytes]:
-    base = {"id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": created, "model": model}
-    yield _data({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    base = {
+        "id": "chatcmpl-echo",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+    yield _data(
+        {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ],
+        }
+    )
     for word in words:
-        yield _data({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+        yield _data(
+            {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        )
     yield _data({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     yield _data({**base, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
@@ -120,7 +152,10 @@ async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -45,20 +45,29 @@ def _transport_failure(adapter: ProviderAdapter, exc: Exception) -> UpstreamErro
 
 def _bad_body(adapter: ProviderAdapter) -> UpstreamError:
     error = GatewayError(
-        502, f"Upstream provider '{adapter.name}' sent a body that is not JSON.", type="server_error", code="bad_gateway"
+        502,
+        f"Upstream provider '{adapter.name}' sent a body that is not JSON.",
+        type="server_error",
+        code="bad_gateway",
     )
     return UpstreamError(UpstreamFailure(error, "server_error"))
 
 
-async def call_whole(adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest) -> list[CanonicalEvent]:
+async def call_whole(
+    adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest
+) -> list[CanonicalEvent]:
     """A non-streaming attempt: the whole answer as canonical events."""
     upstream = adapter.build_request(req)
     try:
-        response = await client.request(upstream.method, upstream.url, headers=upstream.headers, content=upstream.body)
+        response = await client.request(
+            upstream.method, upstream.url, headers=upstream.headers, content=upstream.body
+        )
     except httpx.HTTPError as exc:
         raise _transport_failure(adapter, exc) from None
     if response.status_code >= 400:
-        raise UpstreamError(adapter.classify_error(response.status_code, response.headers, response.content))
+        raise UpstreamError(
+            adapter.classify_error(response.status_code, response.headers, response.content)
+        )
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -98,10 +107,14 @@ class UpstreamStream:
         await self.response.aclose()
 
 
-async def open_stream(adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest) -> UpstreamStream:
+async def open_stream(
+    adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest
+) -> UpstreamStream:
     """Send a streaming request and check its status before any byte goes to the client."""
     upstream = adapter.build_request(req)
-    request = client.build_request(upstream.method, upstream.url, headers=upstream.headers, content=upstream.body)
+    request = client.build_request(
+        upstream.method, upstream.url, headers=upstream.headers, content=upstream.body
+    )
     try:
         response = await client.send(request, stream=True)
     except httpx.HTTPError as exc:

@@ -30,7 +30,9 @@ class TransportPool:
         timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
         )
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+        limits = httpx.Limits(
+            max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30
+        )
         if adapter.base_url.startswith("builtin://"):
             name = adapter.base_url.removeprefix("builtin://").split("/", 1)[0]
             app = BUILTIN_UPSTREAMS[name]

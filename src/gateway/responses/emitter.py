@@ -57,7 +57,9 @@ _ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
 )
 
 
-def response_skeleton(response_id: str, model: str, body: Mapping[str, Any], created_at: int) -> dict[str, Any]:
+def response_skeleton(
+    response_id: str, model: str, body: Mapping[str, Any], created_at: int
+) -> dict[str, Any]:
     """The full Response object (§2.1) with the request's echoed fields and empty output."""
     response: dict[str, Any] = {
         "id": response_id,
@@ -79,8 +81,13 @@ def response_skeleton(response_id: str, model: str, body: Mapping[str, Any], cre
         "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
         "summary": reasoning.get("summary") if isinstance(reasoning, dict) else None,
     }
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
-    response["text"] = {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"}
+    text = body.get("text")
+    if not isinstance(text, dict):
+        text = {}
+    response["text"] = {
+        "format": text.get("format") or {"type": "text"},
+        "verbosity": text.get("verbosity") or "medium",
+    }
     response["usage"] = None
     response["metadata"] = body.get("metadata") or {}
     return response
@@ -89,7 +96,18 @@ def response_skeleton(response_id: str, model: str, body: Mapping[str, Any], cre
 class _Item:
     """One output item being built."""
 
-    __slots__ = ("arguments", "call_id", "encrypted", "id", "index", "key", "kind", "name", "parts", "summary")
+    __slots__ = (
+        "arguments",
+        "call_id",
+        "encrypted",
+        "id",
+        "index",
+        "key",
+        "kind",
+        "name",
+        "parts",
+        "summary",
+    )
 
     def __init__(self, kind: str, index: int, key: Any) -> None:
         self.kind = kind  # message | function_call | reasoning
@@ -112,7 +130,13 @@ class _Item:
                 else {"type": "refusal", "refusal": text}
                 for kind, text in self.parts
             ]
-            return {"id": self.id, "type": "message", "status": status, "role": "assistant", "content": content}
+            return {
+                "id": self.id,
+                "type": "message",
+                "status": status,
+                "role": "assistant",
+                "content": content,
+            }
         if self.kind == "function_call":
             return {
                 "id": self.id,
@@ -143,7 +167,9 @@ class ResponseEmitter:
         stream: bool,
         response_id: str | None = None,
     ) -> None:
-        self.response = response_skeleton(response_id or new_id("resp"), model, body, int(time.time()))
+        self.response = response_skeleton(
+            response_id or new_id("resp"), model, body, int(time.time())
+        )
         self._finish_reasons = finish_reasons
         self._stream = stream
         self._sequence = 0
@@ -194,13 +220,18 @@ class ResponseEmitter:
             if reason is not None:
                 self._finish = str(reason)
         elif kind == "end":
-            if self._open is not None and (event.get("key") is None or event.get("key") == self._open.key):
+            if self._open is not None and (
+                event.get("key") is None or event.get("key") == self._open.key
+            ):
                 self._close(out, "completed")
         elif kind == "start":
             pass  # the response id and model are the gateway's own; upstream ids are not exposed
         elif kind == "error":
             out.extend(
-                self.fail(str(event.get("code") or "server_error"), str(event.get("message") or "Upstream error"))
+                self.fail(
+                    str(event.get("code") or "server_error"),
+                    str(event.get("message") or "Upstream error"),
+                )
             )
         elif kind == "done":
             out.extend(self.finish())
@@ -210,7 +241,10 @@ class ResponseEmitter:
         """The upstream said it is done: close items and send the terminal event."""
         outcome = self._finish_reasons.get(self._finish, COMPLETED) if self._finish else COMPLETED
         if outcome.status == "failed":
-            return self.fail(outcome.code or "server_error", outcome.message or f"Upstream stopped: {self._finish}")
+            return self.fail(
+                outcome.code or "server_error",
+                outcome.message or f"Upstream stopped: {self._finish}",
+            )
         out = self.start() if not self._started else []
         if self.done:
             return out
@@ -223,7 +257,9 @@ class ResponseEmitter:
         response["completed_at"] = int(time.time()) if outcome.status == "completed" else None
         if outcome.status == "incomplete":
             response["incomplete_details"] = {"reason": outcome.reason or "max_output_tokens"}
-        response["output"] = [item.as_output(self._item_status(item, item_status)) for item in self._items]
+        response["output"] = [
+            item.as_output(self._item_status(item, item_status)) for item in self._items
+        ]
         response["usage"] = self._final_usage()
         terminal = "response.completed" if outcome.status == "completed" else "response.incomplete"
         self._event(out, {"type": terminal, "response": self.response})
@@ -235,7 +271,9 @@ class ResponseEmitter:
             return []
         if self._finish is not None and not requires_done:
             return self.finish()
-        return self.fail("server_error", "The upstream stream ended before the response was finished.")
+        return self.fail(
+            "server_error", "The upstream stream ended before the response was finished."
+        )
 
     def fail(self, code: str, message: str) -> list[ResponsesEvent]:
         """``response.failed`` then the ``error`` event (flat and nested, as clients need)."""
@@ -246,7 +284,10 @@ class ResponseEmitter:
         response = self.response
         response["status"] = "failed"
         response["error"] = {"code": code, "message": message}
-        response["output"] = [item.as_output("incomplete" if item is self._open else "completed") for item in self._items]
+        response["output"] = [
+            item.as_output("incomplete" if item is self._open else "completed")
+            for item in self._items
+        ]
         response["usage"] = self._final_usage() if self._usage else None
         self._open = None
         self._event(out, {"type": "response.failed", "response": self.response})
@@ -283,14 +324,24 @@ class ResponseEmitter:
         text = str(text)
         key = event.get("key")
         item = self._open
-        if item is None or item.kind != "message" or (key is not None and item.key is not None and key != item.key):
+        if (
+            item is None
+            or item.kind != "message"
+            or (key is not None and item.key is not None and key != item.key)
+        ):
             item = self._open_item(out, "message", key)
             self._event(
                 out,
                 {
                     "type": "response.output_item.added",
                     "output_index": item.index,
-                    "item": {"id": item.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []},
+                    "item": {
+                        "id": item.id,
+                        "type": "message",
+                        "status": "in_progress",
+                        "role": "assistant",
+                        "content": [],
+                    },
                 },
             )
         self.emitted_content = True
@@ -344,8 +395,15 @@ class ResponseEmitter:
         part_type, text = item.parts[index]
         common = {"item_id": item.id, "output_index": item.index, "content_index": index}
         if part_type == "output_text":
-            self._event(out, {"type": "response.output_text.done", **common, "text": text, "logprobs": []})
-            part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            self._event(
+                out, {"type": "response.output_text.done", **common, "text": text, "logprobs": []}
+            )
+            part: dict[str, Any] = {
+                "type": "output_text",
+                "text": text,
+                "annotations": [],
+                "logprobs": [],
+            }
         else:
             self._event(out, {"type": "response.refusal.done", **common, "refusal": text})
             part = {"type": "refusal", "refusal": text}
@@ -395,7 +453,11 @@ class ResponseEmitter:
     def _reasoning(self, out: list[ResponsesEvent], event: CanonicalEvent) -> None:
         key = event.get("key")
         item = self._open
-        if item is None or item.kind != "reasoning" or (key is not None and item.key is not None and key != item.key):
+        if (
+            item is None
+            or item.kind != "reasoning"
+            or (key is not None and item.key is not None and key != item.key)
+        ):
             item = self._open_item(out, "reasoning", key)
             self._event(
                 out,
@@ -416,10 +478,16 @@ class ResponseEmitter:
             item.summary.append("")
             self._event(
                 out,
-                {"type": "response.reasoning_summary_part.added", **common, "part": {"type": "summary_text", "text": ""}},
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    **common,
+                    "part": {"type": "summary_text", "text": ""},
+                },
             )
         item.summary[0] += str(text)
-        self._event(out, {"type": "response.reasoning_summary_text.delta", **common, "delta": str(text)})
+        self._event(
+            out, {"type": "response.reasoning_summary_text.delta", **common, "delta": str(text)}
+        )
 
     def _close(self, out: list[ResponsesEvent], status: str) -> None:
         item = self._open
@@ -443,10 +511,16 @@ class ResponseEmitter:
         elif item.summary:
             common = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
             text = item.summary[0]
-            self._event(out, {"type": "response.reasoning_summary_text.done", **common, "text": text})
+            self._event(
+                out, {"type": "response.reasoning_summary_text.done", **common, "text": text}
+            )
             self._event(
                 out,
-                {"type": "response.reasoning_summary_part.done", **common, "part": {"type": "summary_text", "text": text}},
+                {
+                    "type": "response.reasoning_summary_part.done",
+                    **common,
+                    "part": {"type": "summary_text", "text": text},
+                },
             )
         self._event(
             out,

@@ -77,7 +77,9 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise invalid_request(
+            f"Request body is not valid JSON: {exc}", code="invalid_json"
+        ) from exc
     if not isinstance(body, dict):
         raise invalid_request("Request body must be a JSON object.", code="invalid_json")
     _check_shape(body, limits)
@@ -86,7 +88,9 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise invalid_request(
-            "Missing required parameter: 'model'." if model is None else "'model' must be a non-empty string.",
+            "Missing required parameter: 'model'."
+            if model is None
+            else "'model' must be a non-empty string.",
             param="model",
             code="missing_required_parameter" if model is None else "invalid_type",
         )
@@ -94,14 +98,18 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
     if stream is not None and not isinstance(stream, bool):
         raise invalid_request("'stream' must be a boolean.", param="stream", code="invalid_type")
     if "input" not in body or body["input"] is None:
-        raise invalid_request("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+        raise invalid_request(
+            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
     user_input = body["input"]
     if isinstance(user_input, str):
         if not user_input:
             raise invalid_request("'input' must not be empty.", param="input", code="empty_input")
     elif isinstance(user_input, list):
         if not user_input:
-            raise invalid_request("'input' must not be an empty list.", param="input", code="empty_input")
+            raise invalid_request(
+                "'input' must not be an empty list.", param="input", code="empty_input"
+            )
         if len(user_input) > limits.max_input_items:
             raise invalid_request(
                 f"'input' has {len(user_input)} items; the limit is {limits.max_input_items}.",
@@ -109,7 +117,9 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
                 code="too_many_items",
             )
     else:
-        raise invalid_request("'input' must be a string or a list of items.", param="input", code="invalid_type")
+        raise invalid_request(
+            "'input' must be a string or a list of items.", param="input", code="invalid_type"
+        )
     if body.get("previous_response_id") is not None:
         raise invalid_request(
             "previous_response_id is not supported by this gateway; send the full input history instead.",
@@ -124,7 +134,9 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
         )
     if body.get("background"):
         raise invalid_request(
-            "background responses are not supported by this gateway.", param="background", code="unsupported_parameter"
+            "background responses are not supported by this gateway.",
+            param="background",
+            code="unsupported_parameter",
         )
     return ResponsesRequest(body=body, model=model.strip(), stream=bool(stream))
 
@@ -136,7 +148,8 @@ def _check_shape(body: Any, limits: RequestLimits) -> None:
         node, depth = stack.pop()
         if depth > limits.max_depth:
             raise invalid_request(
-                f"Request JSON is nested deeper than {limits.max_depth} levels.", code="nesting_too_deep"
+                f"Request JSON is nested deeper than {limits.max_depth} levels.",
+                code="nesting_too_deep",
             )
         if isinstance(node, dict):
             stack.extend((value, depth + 1) for value in node.values())
@@ -153,12 +166,18 @@ def _apply_shorthands(body: dict[str, Any]) -> None:
     """Accept the seed clients' top-level ``reasoning_effort`` and ``response_format``."""
     effort = body.pop("reasoning_effort", None)
     if effort is not None:
-        reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+        reasoning = body.get("reasoning")
+        if not isinstance(reasoning, dict):
+            reasoning = {}
         body["reasoning"] = {**reasoning, "effort": reasoning.get("effort") or effort}
     response_format = body.pop("response_format", None)
     if response_format is not None:
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
-        if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        text = body.get("text")
+        if not isinstance(text, dict):
+            text = {}
+        if isinstance(response_format, dict) and isinstance(
+            response_format.get("json_schema"), dict
+        ):
             # Chat Completions nests name/schema/strict; Responses keeps them flat.
             response_format = {"type": "json_schema", **response_format["json_schema"]}
         body["text"] = {**text, "format": text.get("format") or response_format}
@@ -167,13 +186,17 @@ def _apply_shorthands(body: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- normalize
 
 
-def normalize(request: ResponsesRequest, upstream_model: str, params: dict[str, Any] | None = None) -> CanonicalRequest:
+def normalize(
+    request: ResponsesRequest, upstream_model: str, params: dict[str, Any] | None = None
+) -> CanonicalRequest:
     """The canonical request a provider template reads."""
     body = request.body if not params else {**params, **request.body}
     turns, system_parts, call_names = _normalize_input(body["input"])
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise invalid_request("'instructions' must be a string.", param="instructions", code="invalid_type")
+        raise invalid_request(
+            "'instructions' must be a string.", param="instructions", code="invalid_type"
+        )
     if instructions:
         system_parts.insert(0, instructions)
     return {
@@ -204,7 +227,9 @@ def _optional(body: dict[str, Any], name: str, kind: type) -> Any:
     if value is None:
         return None
     if not isinstance(value, kind):
-        raise invalid_request(f"'{name}' must be a {kind.__name__}.", param=name, code="invalid_type")
+        raise invalid_request(
+            f"'{name}' must be a {kind.__name__}.", param=name, code="invalid_type"
+        )
     return value
 
 
@@ -213,7 +238,9 @@ def _positive_int(body: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise invalid_request(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
+        raise invalid_request(
+            f"'{name}' must be a positive integer.", param=name, code="invalid_value"
+        )
     return value
 
 
@@ -224,7 +251,9 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid_request(f"'{name}' must be a number.", param=name, code="invalid_type")
     if not low <= value <= high:
-        raise invalid_request(f"'{name}' must be between {low:g} and {high:g}.", param=name, code="invalid_value")
+        raise invalid_request(
+            f"'{name}' must be between {low:g} and {high:g}.", param=name, code="invalid_value"
+        )
     return float(value)
 
 
@@ -235,16 +264,22 @@ def _normalize_stop(value: Any) -> list[str] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return list(value)
-    raise invalid_request("'stop' must be a string or a list of strings.", param="stop", code="invalid_type")
+    raise invalid_request(
+        "'stop' must be a string or a list of strings.", param="stop", code="invalid_type"
+    )
 
 
 def _normalize_metadata(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise invalid_request("'metadata' must be an object of strings.", param="metadata", code="invalid_type")
+        raise invalid_request(
+            "'metadata' must be an object of strings.", param="metadata", code="invalid_type"
+        )
     if len(value) > 16:
-        raise invalid_request("'metadata' may have at most 16 keys.", param="metadata", code="invalid_value")
+        raise invalid_request(
+            "'metadata' may have at most 16 keys.", param="metadata", code="invalid_value"
+        )
     return value
 
 
@@ -252,7 +287,9 @@ def _normalize_reasoning(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise invalid_request("'reasoning' must be an object.", param="reasoning", code="invalid_type")
+        raise invalid_request(
+            "'reasoning' must be an object.", param="reasoning", code="invalid_type"
+        )
     effort = value.get("effort")
     if effort is not None and effort not in _EFFORTS:
         raise invalid_request(
@@ -272,7 +309,9 @@ def _normalize_format(text: Any) -> OutputFormat | None:
     if fmt is None:
         return None
     if not isinstance(fmt, dict):
-        raise invalid_request("'text.format' must be an object.", param="text.format", code="invalid_type")
+        raise invalid_request(
+            "'text.format' must be an object.", param="text.format", code="invalid_type"
+        )
     kind = fmt.get("type")
     if kind == "text":
         return None
@@ -282,9 +321,15 @@ def _normalize_format(text: Any) -> OutputFormat | None:
         schema = fmt.get("schema")
         if not isinstance(schema, dict):
             raise invalid_request(
-                "'text.format.schema' must be a JSON Schema object.", param="text.format.schema", code="invalid_type"
+                "'text.format.schema' must be a JSON Schema object.",
+                param="text.format.schema",
+                code="invalid_type",
             )
-        result: OutputFormat = {"type": "json_schema", "name": str(fmt.get("name") or "output"), "schema": schema}
+        result: OutputFormat = {
+            "type": "json_schema",
+            "name": str(fmt.get("name") or "output"),
+            "schema": schema,
+        }
         result["strict"] = fmt.get("strict")
         if fmt.get("description"):
             result["description"] = str(fmt["description"])
@@ -314,10 +359,14 @@ def _normalize_tools(value: Any) -> list[FunctionTool]:
             )
         name = tool.get("name")
         if not isinstance(name, str) or not name:
-            raise invalid_request(f"'{param}.name' must be a non-empty string.", param=f"{param}.name")
+            raise invalid_request(
+                f"'{param}.name' must be a non-empty string.", param=f"{param}.name"
+            )
         parameters = tool.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
-            raise invalid_request(f"'{param}.parameters' must be an object.", param=f"{param}.parameters")
+            raise invalid_request(
+                f"'{param}.parameters' must be an object.", param=f"{param}.parameters"
+            )
         tools.append(
             {
                 "name": name,
@@ -395,7 +444,9 @@ def _normalize_input(value: Any) -> tuple[list[Turn], list[str], dict[str, str]]
             name = _required_str(item, "name", param)
             arguments = item.get("arguments") or "{}"
             if not isinstance(arguments, str):
-                raise invalid_request(f"'{param}.arguments' must be a JSON string.", param=f"{param}.arguments")
+                raise invalid_request(
+                    f"'{param}.arguments' must be a JSON string.", param=f"{param}.arguments"
+                )
             call_names[call_id] = name
             add(
                 "assistant",
@@ -472,7 +523,9 @@ def _required_str(item: dict[str, Any], name: str, param: str) -> str:
     value = item.get(name)
     if not isinstance(value, str) or not value:
         raise invalid_request(
-            f"Missing required parameter: '{param}.{name}'.", param=f"{param}.{name}", code="missing_required_parameter"
+            f"Missing required parameter: '{param}.{name}'.",
+            param=f"{param}.{name}",
+            code="missing_required_parameter",
         )
     return value
 
@@ -481,7 +534,11 @@ def _message_parts(content: Any, param: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise invalid_request(f"'{param}' must be a string or a list of content parts.", param=param, code="invalid_type")
+        raise invalid_request(
+            f"'{param}' must be a string or a list of content parts.",
+            param=param,
+            code="invalid_type",
+        )
     return [_content_part(part, f"{param}[{index}]") for index, part in enumerate(content)]
 
 
@@ -492,7 +549,9 @@ def _content_part(part: Any, param: str) -> dict[str, Any]:
     if kind in ("input_text", "output_text", "text", "summary_text"):
         text = part.get("text")
         if not isinstance(text, str):
-            raise invalid_request(f"'{param}.text' must be a string.", param=f"{param}.text", code="invalid_type")
+            raise invalid_request(
+                f"'{param}.text' must be a string.", param=f"{param}.text", code="invalid_type"
+            )
         return {"type": "text", "text": text}
     if kind == "refusal":
         return {"type": "refusal", "text": str(part.get("refusal", ""))}
@@ -514,7 +573,9 @@ def _content_part(part: Any, param: str) -> dict[str, Any]:
             )
         if parsed is not None and not parsed["base64"]:
             raise invalid_request(
-                f"'{param}.image_url' data URL must be base64-encoded.", param=f"{param}.image_url", code="invalid_base64_image"
+                f"'{param}.image_url' data URL must be base64-encoded.",
+                param=f"{param}.image_url",
+                code="invalid_base64_image",
             )
         return {
             "type": "image",
@@ -538,8 +599,14 @@ def _content_part(part: Any, param: str) -> dict[str, Any]:
             "file_id": part.get("file_id"),
         }
     if kind == "input_audio":
-        raise invalid_request("Audio input is not supported by this gateway.", param=f"{param}.type", code="unsupported_value")
-    raise invalid_request(f"'{param}.type' {kind!r} is not a known content part type.", param=f"{param}.type")
+        raise invalid_request(
+            "Audio input is not supported by this gateway.",
+            param=f"{param}.type",
+            code="unsupported_value",
+        )
+    raise invalid_request(
+        f"'{param}.type' {kind!r} is not a known content part type.", param=f"{param}.type"
+    )
 
 
 def _tool_output(output: Any, param: str) -> tuple[str, list[dict[str, Any]]]:
@@ -550,5 +617,9 @@ def _tool_output(output: Any, param: str) -> tuple[str, list[dict[str, Any]]]:
         text = "".join(part["text"] for part in parts if part["type"] == "text")
         return text, parts
     if output is None:
-        raise invalid_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        raise invalid_request(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
     return orjson.dumps(output).decode(), [{"type": "text", "text": orjson.dumps(output).decode()}]

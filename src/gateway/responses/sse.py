@@ -9,7 +9,8 @@ import orjson
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def encode_events(events: Iterable[dict[str, Any]]) -> bytes:

@@ -194,6 +194,14 @@ def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
     return [ConfigIssue(message, path, document.locate(path))]
 
 
+def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    def key(issue: ConfigIssue) -> tuple[str, int, int]:
+        where = issue.location
+        return (where.file, where.line, where.column) if where else ("", 0, 0)
+
+    return sorted(issues, key=key)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -225,28 +233,22 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         raise ConfigError(
             [ConfigIssue("the config must be a mapping of sections", (), document.locate(()))]
         )
-    issues.extend(_schema_issues(data, document))
+    env_paths = {issue.path for issue in issues}
+    issues.extend(issue for issue in _schema_issues(data, document) if issue.path not in env_paths)
+    issues.extend(_default_provider_issues(data, document))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(_in_file_order(issues))
 
     providers, fingerprints, missing = _compile_providers(data, document, issues)
     aliases = _compile_aliases(data, document, providers, issues)
     default_provider = data.get("default_provider")
-    if default_provider is not None and default_provider not in data["providers"]:
-        issues.append(
-            ConfigIssue(
-                f"default provider '{default_provider}' is not configured (providers: {', '.join(sorted(data['providers']))})",
-                ("default_provider",),
-                document.locate(("default_provider",)),
-            )
-        )
     try:
         agents = AgentsConfig.from_dict(data.get("agents"))
     except ValueError as exc:
         issues.append(ConfigIssue(str(exc), ("agents",), document.locate(("agents",))))
         agents = AgentsConfig()
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(_in_file_order(issues))
 
     for alias, route in aliases.items():
         fingerprints[f"model {alias}"] = _hash(route)
@@ -287,6 +289,20 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         missing_keys=MappingProxyType(missing),
         raw=raw,
     )
+
+
+def _default_provider_issues(data: dict[str, Any], document: Document) -> list[ConfigIssue]:
+    default = data.get("default_provider")
+    providers = data.get("providers")
+    if not isinstance(default, str) or not isinstance(providers, dict) or default in providers:
+        return []
+    return [
+        ConfigIssue(
+            f"default provider '{default}' is not configured (providers: {', '.join(sorted(providers))})",
+            ("default_provider",),
+            document.locate(("default_provider",)),
+        )
+    ]
 
 
 def _compile_providers(

@@ -32,15 +32,18 @@ class Document:
     """Plain data from one YAML file plus where each path sits in it."""
 
     data: Any
+    name: str = "<config>"
     positions: dict[Path, Location] = field(default_factory=dict)
     missing_secrets: dict[Path, str] = field(default_factory=dict)
 
     def locate(self, path: Path) -> Location | None:
-        """The position of ``path`` or its nearest ancestor that has one."""
+        """The position of ``path`` or its nearest ancestor that has one (else the file's start)."""
         while True:
             location = self.positions.get(path)
-            if location is not None or not path:
+            if location is not None:
                 return location
+            if not path:
+                return Location(self.name, 1, 1)
             path = path[:-1]
 
 
@@ -68,11 +71,12 @@ def parse_yaml(text: str, name: str) -> Document:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = re.sub(r" with value .*", "", exc.problem or exc.context or "invalid YAML")
         raise ConfigError([ConfigIssue(f"invalid YAML: {problem}", (), location)]) from exc
-    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad unicode)
-        raise ConfigError([ConfigIssue(f"invalid YAML: {exc}", (), Location(name, 1, 1))]) from exc
-    document = Document(data=None)
+    except Exception as exc:  # ruamel raises a few non-marked errors (bad unicode)
+        message = re.sub(r" with value .*", "", str(exc).splitlines()[0])
+        raise ConfigError([ConfigIssue(f"invalid YAML: {message}", (), Location(name, 1, 1))]) from exc
+    document = Document(data=None, name=name)
     document.data = _plain(root, (), name, document)
     if document.data is None:
         document.data = {}

@@ -1,0 +1,53 @@
+"""Model names resolve to a provider and an upstream model, or a 404 that lists what exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import GatewayError
+from gateway.routing import Route, Router, Target
+
+ROUTER = Router(
+    providers={"echo": "echo", "claude": None, "local": None},
+    aliases={"fast": Route("fast", "fast", (Target("claude", "claude-haiku"),))},
+    default_provider="echo",
+)
+
+
+def test_provider_prefix_selects_the_provider() -> None:
+    route = ROUTER.resolve("claude:claude-sonnet-4-5")
+    assert route.targets == (Target("claude", "claude-sonnet-4-5"),)
+
+
+def test_model_after_the_prefix_may_contain_colons() -> None:
+    assert ROUTER.resolve("local:llama3:8b").targets == (Target("local", "llama3:8b"),)
+
+
+def test_alias() -> None:
+    assert ROUTER.resolve("fast").targets == (Target("claude", "claude-haiku"),)
+
+
+def test_bare_provider_name_uses_its_default_model() -> None:
+    assert ROUTER.resolve("echo").targets == (Target("echo", "echo"),)
+
+
+def test_anything_else_goes_to_the_default_provider_as_given() -> None:
+    assert ROUTER.resolve("gpt-5-nano").targets == (Target("echo", "gpt-5-nano"),)
+
+
+def test_unknown_prefix_is_a_404_naming_what_exists() -> None:
+    with pytest.raises(GatewayError) as caught:
+        ROUTER.resolve("opnai:gpt-5")
+    error = caught.value
+    assert error.status == 404
+    assert error.param == "model"
+    assert error.code == "model_not_found"
+    assert "'opnai'" in error.message
+    assert "claude, echo, local" in error.message
+    assert "fast" in error.message
+
+
+def test_without_default_provider_unknown_models_are_404() -> None:
+    router = Router(providers={"echo": "echo"}, aliases={}, default_provider=None)
+    with pytest.raises(GatewayError, match="'gpt-5' does not exist"):
+        router.resolve("gpt-5")

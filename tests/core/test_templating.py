@@ -1,0 +1,96 @@
+"""Typed templates: native values, dropped fields, structural forms, and data that stays data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.templating import OMIT, RenderError, TemplateError, compile_tree, data_url
+
+
+def render(tree: Any, **scope: Any) -> Any:
+    return compile_tree(tree)(scope)
+
+
+def test_single_expression_yields_native_values() -> None:
+    assert render("{{ items }}", items=[1, 2]) == [1, 2]
+    assert render("{{ n + 1 }}", n=1) == 2
+    assert render("{{ flag }}", flag=False) is False
+
+
+def test_text_with_substitution_is_a_string() -> None:
+    assert render("Bearer {{ key }}", key="k") == "Bearer k"
+    assert render("{{ a }}-{{ b }}", a=1, b=2) == "1-2"
+
+
+def test_none_and_omit_drop_the_field() -> None:
+    tree = {"a": "{{ missing }}", "b": "{{ omit }}", "c": "{{ none }}", "d": "{{ x }}"}
+    assert render(tree, x=0) == {"d": 0}
+
+
+def test_plain_paths_are_lenient_lookups() -> None:
+    event = {"delta": {"text": "hi"}, "items": [{"v": 1}]}
+    assert render("{{ event.delta.text }}", event=event) == "hi"
+    assert render("{{ event.items[0].v }}", event=event) == 1
+    assert render({"t": "{{ event.nope.deeper }}"}, event=event) == {}
+
+
+def test_client_content_is_data_never_template() -> None:
+    hostile = '{{ 7 * 7 }}", "injected": true, "x": "'
+    assert render({"content": "{{ text }}"}, text=hostile) == {"content": hostile}
+    assert render("say: {{ text }}", text="{{ 1 + 1 }}") == "say: {{ 1 + 1 }}"
+
+
+def test_each_builds_lists_and_filters() -> None:
+    tree = {"$each": "xs", "as": "x", "if": "x > 1", "do": {"v": "{{ x * 10 }}"}}
+    assert render(tree, xs=[1, 2, 3]) == [{"v": 20}, {"v": 30}]
+
+
+def test_each_flatten_splices_lists() -> None:
+    tree = {"$each": "xs", "as": "x", "flatten": True, "do": ["{{ x }}", "{{ x }}"]}
+    assert render(tree, xs=[1, 2]) == [1, 1, 2, 2]
+
+
+def test_if_switch_concat_merge_let() -> None:
+    assert render({"$if": "a", "then": 1, "else": 2}, a=False) == 2
+    assert render({"k": {"$if": "a", "then": 1}}, a=False) == {}
+    switch = {"$switch": "kind", "cases": {"x": "X", "true": "T"}, "default": "D"}
+    assert render(switch, kind="x") == "X"
+    assert render(switch, kind=True) == "T"
+    assert render(switch, kind="y") == "D"
+    assert render({"$concat": [[1], "{{ omit }}", "{{ more }}"]}, more=[2, 3]) == [1, 2, 3]
+    assert render({"$merge": [{"a": 1}, "{{ extra }}"]}, extra={"b": 2}) == {"a": 1, "b": 2}
+    assert render({"$let": {"y": "{{ x * 2 }}"}, "in": "{{ y + 1 }}"}, x=2) == 5
+    assert render({"$literal": "{{ not rendered }}"}) == "{{ not rendered }}"
+
+
+def test_unknown_form_and_bad_syntax_are_template_errors() -> None:
+    with pytest.raises(TemplateError, match="unknown template form"):
+        compile_tree({"$loop": "xs"})
+    with pytest.raises(TemplateError, match="does not take"):
+        compile_tree({"$if": "a", "than": 1})
+    with pytest.raises(TemplateError, match="syntax error"):
+        compile_tree("{{ a + }}")
+
+
+def test_templates_cannot_reach_python_internals() -> None:
+    # Plain paths only read mapping keys and list items, never attributes.
+    assert render("{{ x.__class__.__mro__ }}", x="") is None
+    # Jinja expressions run in the immutable sandbox: unsafe attributes are undefined.
+    assert render("{{ (x.__class__ ~ '') }}", x="") == ""
+    with pytest.raises(RenderError):
+        render("{{ x.append(1) }}", x=[])
+
+
+def test_helpers() -> None:
+    assert data_url("data:image/png;base64,AAAA") == {"media_type": "image/png", "data": "AAAA", "base64": True}
+    assert data_url("https://x/y.png") is None
+    assert render("{{ s | fromjson }}", s='{"a": 1}') == {"a": 1}
+    assert render("{{ s | fromjson }}", s="not json") == {}
+    assert render("{{ v | tojson }}", v={"a": [1]}) == '{"a":[1]}'
+    parts = [{"type": "text"}, {"type": "tool_result"}, {"type": "text"}]
+    assert render("{{ p | by_type('tool_result') | length }}", p=parts) == 1
+    assert render("{{ p | without_type('tool_result') | length }}", p=parts) == 2
+    assert render("{{ coalesce(none, 0, 3) }}", x=1) == 0
+    assert OMIT is render("{{ omit }}") or render({"a": "{{ omit }}"}) == {}

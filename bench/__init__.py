@@ -1,0 +1,1 @@
+"""Gateway benchmark: fake upstream, pass-through relay, wrk load, figures as JSON."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -19,12 +19,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
+from gateway.access.admin import router as admin_router
+from gateway.access.limits import MemoryRateLimiter, RateLimiter, create_limiter
+from gateway.access.middleware import AccessMiddleware
+from gateway.access.notices import announce
 from gateway.agents.bus import AgentBus, create_bus
 from gateway.api.meta import healthz, list_models
 from gateway.api.responses import create_response
+from gateway.config.build import Runtime
 from gateway.config.store import RuntimeStore
+from gateway.config.watcher import ConfigReloader, poll_interval_from_env
 from gateway.errors import GatewayError
 from gateway.providers.transport import TransportPool
+from gateway.resilience import BreakerBoard
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway")
@@ -37,11 +44,8 @@ class GatewayState:
     store: RuntimeStore
     transports: TransportPool
     agent_bus: AgentBus
-    breakers: dict[str, Any] = field(default_factory=dict)
-
-    def breaker_state(self, provider: str) -> str | None:
-        breaker = self.breakers.get(provider)
-        return None if breaker is None else str(breaker.state)
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)  # RPM/TPM buckets
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)
 
 
 class RequestIdMiddleware:
@@ -130,20 +134,22 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
             store=store,
             transports=TransportPool(),
             agent_bus=create_bus(store.current.agents.backend),
+            limiter=create_limiter(store.current.server.redis_url),
         )
         app.state.gateway = state
-        watcher = None
-        if watch_enabled and store.current.server.hot_reload:
-            from gateway.config.watcher import ConfigWatcher
-
-            watcher = ConfigWatcher(store)
-            await watcher.start()
+        host = os.environ.get("GATEWAY_HOST")
+        announce(store.current, host)
+        store.on_swap(lambda old, new: _announce_access_change(old, new, host))
+        reloader = ConfigReloader(
+            store, state.transports, watch=watch_enabled, poll_interval=poll_interval_from_env()
+        )
+        await reloader.start()
         try:
             yield
         finally:
-            if watcher is not None:
-                await watcher.stop()
+            await reloader.stop()
             await state.agent_bus.close()
+            await state.limiter.aclose()
             await state.transports.aclose()
 
     app = FastAPI(
@@ -161,9 +167,18 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
         from gateway.agents.routes import router as agents_router
 
         app.include_router(agents_router)
+    app.include_router(admin_router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(AccessMiddleware, store=store)  # gateway keys: 401 before any work
     app.add_middleware(RequestIdMiddleware)
+    # httpx logs every request URL at INFO, and a query-auth provider's key is in the URL.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
     return app
+
+
+def _announce_access_change(old: Runtime, new: Runtime, host: str | None) -> None:
+    if (old.access.open, dict(old.access.disabled)) != (new.access.open, dict(new.access.disabled)):
+        announce(new, host)

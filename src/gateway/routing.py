@@ -8,12 +8,14 @@ than a silent trip to the default provider, so typos are caught.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.resilience import DEFAULT_FALLBACK_CLASSES, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Target:
     provider: str
     model: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    on: frozenset[str] = DEFAULT_FALLBACK_CLASSES  # failures of the previous target that lead here
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,19 @@ class Route:
     requested: str
     alias: str | None
     targets: tuple[Target, ...]
+    strategy: str = "fallback"  # fallback | weighted
+    retry: RetryPolicy | None = None  # the alias's own policy, over the providers'
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+
+    def plan(self) -> list[Target]:
+        """Targets in the order to try: listed order, or a weighted pick first then the rest."""
+        if self.strategy != "weighted" or len(self.targets) < 2:
+            return list(self.targets)
+        weighted = [target for target in self.targets if target.weight > 0]
+        if not weighted:
+            return list(self.targets)
+        first = random.choices(weighted, weights=[target.weight for target in weighted])[0]
+        return [first, *(target for target in self.targets if target is not first)]
 
 
 _PREFIX = re.compile(r"^(?P<provider>[A-Za-z][\w.-]*):(?P<model>.+)$")

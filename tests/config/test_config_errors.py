@@ -97,7 +97,9 @@ def test_env_defaults_and_dotenv(tmp_path: Path) -> None:
 
 def test_version_is_deterministic_and_tracks_secrets(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text("providers:\n  echo: {preset: echo}\n  chat: {preset: openai-chat, api_key: '${K}'}\n")
+    path.write_text(
+        "providers:\n  echo: {preset: echo}\n  chat: {preset: openai-chat, api_key: '${K}'}\n"
+    )
     first = load_runtime(path, environ={"K": "one"}).version
     assert load_runtime(path, environ={"K": "one"}).version == first
     assert load_runtime(path, environ={"K": "two"}).version != first

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
 from openai import AsyncOpenAI
 
+from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
 from tests.support.server import running_gateway
 
 set_tracing_disabled(True)

@@ -84,7 +84,11 @@ def test_templates_cannot_reach_python_internals() -> None:
 
 
 def test_helpers() -> None:
-    assert data_url("data:image/png;base64,AAAA") == {"media_type": "image/png", "data": "AAAA", "base64": True}
+    assert data_url("data:image/png;base64,AAAA") == {
+        "media_type": "image/png",
+        "data": "AAAA",
+        "base64": True,
+    }
     assert data_url("https://x/y.png") is None
     assert render("{{ s | fromjson }}", s='{"a": 1}') == {"a": 1}
     assert render("{{ s | fromjson }}", s="not json") == {}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+
+from gateway.access.policy import may_use, principal_of
+from gateway.access.redaction import public_url
 
 if TYPE_CHECKING:
     from gateway.app import GatewayState
@@ -22,14 +26,14 @@ async def healthz(request: Request) -> Response:
     last_error = state.store.last_error
     providers = {
         name: {
-            "base_url": adapter.base_url,
+            "base_url": public_url(adapter.base_url),  # no credentials in user info or query
             "status": "no_api_key" if name in runtime.missing_keys else "configured",
             **(
                 {"missing_variable": runtime.missing_keys[name]}
                 if name in runtime.missing_keys
                 else {}
             ),
-            **({"breaker": state.breaker_state(name)} if state.breaker_state(name) else {}),
+            **({"breaker": breaker} if (breaker := state.breakers.state(name)) else {}),
         }
         for name, adapter in runtime.providers.items()
     }
@@ -45,7 +49,12 @@ async def healthz(request: Request) -> Response:
             "default_provider": runtime.default_provider,
             "providers": providers,
             "models": sorted(runtime.aliases),
-            "reloads": {"ok": state.store.reloads_ok, "failed": state.store.reloads_failed},
+            "reloads": {
+                "ok": state.store.reloads_ok,
+                "failed": state.store.reloads_failed,
+                "watching": state.store.watching,
+            },
+            "pid": os.getpid(),
         }
     )
 
@@ -67,4 +76,7 @@ async def list_models(request: Request) -> Response:
                 data.append(
                     {"id": model_id, "object": "model", "created": created, "owned_by": name}
                 )
+    principal = principal_of(request)
+    if principal.restricted:  # a key sees the models it may use
+        data = [item for item in data if may_use(principal, runtime.router.resolve(item["id"]))]
     return _json({"object": "list", "data": data})

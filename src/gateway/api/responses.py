@@ -1,28 +1,40 @@
-"""``POST /v1/responses``: parse, route, normalize, call upstream, emit — streamed or whole."""
+"""``POST /v1/responses``: parse, route, normalize, call upstream (with retries and fallbacks),
+emit — streamed or whole.
+
+Until the first byte of an answer goes to the client, any upstream failure may be retried or
+fall back to the next target; after it, a failure ends the stream with ``response.failed`` and
+the ``error`` event. A client that disconnects cancels the upstream call and pending retries.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway.canonical import CanonicalRequest
+from gateway.access.guard import Grant, admit
+from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
-from gateway.providers.adapter import ProviderAdapter
+from gateway.providers.adapter import RETRYABLE_CLASSES, ProviderAdapter, UpstreamFailure
 from gateway.providers.call import UpstreamError, UpstreamStream, call_whole, open_stream
-from gateway.responses.emitter import ResponseEmitter
-from gateway.responses.normalize import normalize, parse_body
+from gateway.resilience import class_of_stream_error, retry_after_seconds
+from gateway.responses.emitter import ResponseEmitter, ResponsesEvent
+from gateway.responses.normalize import ResponsesRequest, normalize, parse_body
 from gateway.responses.sse import encode_events
+from gateway.routing import Route, Target
 
 if TYPE_CHECKING:
     from gateway.app import GatewayState
     from gateway.config.build import Runtime
-    from gateway.routing import Target
 
 logger = logging.getLogger("gateway.responses")
 
@@ -32,6 +44,41 @@ SSE_HEADERS = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before an answer was ready; nothing more is sent."""
+
+
+@dataclass
+class Flow:
+    """One request's journey; what operators see in headers (and observability records)."""
+
+    runtime: Runtime
+    state: GatewayState
+    parsed: ResponsesRequest
+    route: Route
+    started: float
+    attempts: int = 0
+    targets_tried: int = 0
+    target: Target | None = None
+    upstream_seconds: float = 0.0  # time blocked on the upstream, excluded from overhead
+    first_token_at: float | None = None
+    error_class: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "x-gateway-config-version": self.runtime.version,
+            "x-gateway-attempts": str(self.attempts),
+        }
+        if self.target is not None:
+            headers["x-gateway-provider"] = self.target.provider
+            headers["x-gateway-upstream-model"] = self.target.model
+        if self.targets_tried > 1:
+            headers["x-gateway-fallbacks"] = str(self.targets_tried - 1)
+        return headers
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -55,80 +102,312 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _prepare(
-    runtime: Runtime, target: Target, parsed: Any
-) -> tuple[ProviderAdapter, CanonicalRequest]:
-    adapter = runtime.providers[target.provider]
-    return adapter, normalize(parsed, target.model, dict(target.params) if target.params else None)
-
-
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state: GatewayState = request.app.state.gateway
     runtime = state.store.current  # this request's snapshot, to the end
     raw = await read_body(request, runtime.limits.max_body_bytes)
     parsed = parse_body(raw, runtime.limits)
-    route = runtime.router.resolve(parsed.model)
-    target = route.targets[0]
-    adapter, req = _prepare(runtime, target, parsed)
-    client = state.transports.client_for(adapter)
+    flow = Flow(runtime, state, parsed, runtime.router.resolve(parsed.model), started)
+    grant = await admit(request, runtime, flow.route)  # 403 / 429 before any upstream call
+    try:
+        if parsed.stream:
+            primed = await _until_disconnect(request, _with_fallbacks(flow, _open_primed_stream))
+            headers = {
+                **flow.headers(),
+                **grant.headers,
+                **SSE_HEADERS,
+                "x-gateway-overhead-ms": _overhead_ms(flow),
+            }
+            return StreamingResponse(_relay(flow, primed, grant), 200, headers=headers)
+        emitter = await _until_disconnect(request, _with_fallbacks(flow, _complete_whole))
+    except ClientDisconnected:
+        return Response(status_code=499)
+    except GatewayError as error:
+        error.headers = {**flow.headers(), **grant.headers, **error.headers}
+        raise
+    await grant.settle(emitter.response.get("usage"))  # tokens per minute: the real usage
     headers = {
-        "x-gateway-config-version": runtime.version,
-        "x-gateway-provider": target.provider,
-        "x-gateway-upstream-model": target.model,
-        "x-gateway-attempts": "1",
+        **flow.headers(),
+        **grant.headers,
+        **JSON_HEADERS,
+        "x-gateway-overhead-ms": _overhead_ms(flow),
     }
-    emitter = ResponseEmitter(
-        model=parsed.model,
-        body=parsed.body,
-        finish_reasons=adapter.finish_reasons,
-        stream=parsed.stream,
+    return Response(orjson.dumps(emitter.response), 200, headers=headers)
+
+
+def _overhead_ms(flow: Flow) -> str:
+    return f"{(time.perf_counter() - flow.started - flow.upstream_seconds) * 1000:.3f}"
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+async def _with_fallbacks(
+    flow: Flow, attempt: Callable[[Flow, Target, ProviderAdapter], Awaitable[T]]
+) -> T:
+    """Try the route's targets in plan order, retrying each per its policy."""
+    runtime, state = flow.runtime, flow.state
+    last: UpstreamFailure | None = None
+    for target in flow.route.plan():
+        if last is not None and last.error_class not in target.on:
+            break
+        adapter = runtime.providers[target.provider]
+        breaker = state.breakers.get(target.provider, runtime.breakers[target.provider])
+        flow.targets_tried += 1
+        if not breaker.allow():
+            last = UpstreamFailure(
+                GatewayError(
+                    503,
+                    f"Provider '{target.provider}' is unavailable: its circuit breaker is open after repeated failures.",
+                    type="server_error",
+                    code="circuit_open",
+                ),
+                "overloaded",
+            )
+            continue
+        policy = flow.route.retry or runtime.retry[target.provider]
+        for number in range(1, policy.attempts + 1):
+            flow.attempts += 1
+            flow.target = target
+            try:
+                result = await attempt(flow, target, adapter)
+            except UpstreamError as exc:
+                last = exc.failure
+                flow.error_class = last.error_class
+                if last.error_class in RETRYABLE_CLASSES:
+                    breaker.record_failure()
+                else:
+                    breaker.release_probe()
+                if last.error_class not in policy.on or number == policy.attempts:
+                    break
+                delay = policy.delay(number, retry_after_seconds(last.error.headers))
+                if delay is None or not breaker.allow():
+                    break
+                logger.info(
+                    "retrying %s:%s in %.2fs after %s",
+                    target.provider,
+                    target.model,
+                    delay,
+                    last.error_class,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                breaker.release_probe()
+                raise
+            breaker.record_success()
+            return result
+    assert last is not None
+    raise last.error
+
+
+def _request_for(flow: Flow, target: Target) -> CanonicalRequest:
+    return normalize(flow.parsed, target.model, dict(target.params) if target.params else None)
+
+
+def _timeouts(
+    flow: Flow, adapter: ProviderAdapter
+) -> tuple[httpx.Timeout, float | None, float | None]:
+    """Per-request httpx timeouts (alias over provider), plus total and first-token limits."""
+    base = adapter.timeouts
+    alias = flow.route.timeouts
+    timeout = httpx.Timeout(
+        connect=alias.get("connect", base.connect),
+        read=alias.get("read", base.read),
+        write=alias.get("write", base.write),
+        pool=alias.get("pool", base.pool),
+    )
+    return timeout, alias.get("total", base.total), alias.get("first_token", base.first_token)
+
+
+def _timed_out(adapter: ProviderAdapter, what: str, seconds: float) -> UpstreamError:
+    error = GatewayError(
+        504,
+        f"Upstream provider '{adapter.name}' timed out: no {what} within {seconds:g}s.",
+        type="timeout_error",
+        code="upstream_timeout",
+    )
+    return UpstreamError(UpstreamFailure(error, "timeout"))
+
+
+def _failure_from_event(adapter: ProviderAdapter, event: CanonicalEvent) -> UpstreamError:
+    code = str(event.get("code") or "server_error")
+    error_class = class_of_stream_error(code)
+    status = {"rate_limited": 429, "overloaded": 503, "timeout": 504, "client_error": 400}.get(
+        error_class, 502
+    )
+    message = adapter.redact(
+        f"Upstream provider '{adapter.name}' failed: {event.get('message') or code}"
+    )
+    error_type = (
+        "invalid_request_error"
+        if status == 400
+        else "rate_limit_error"
+        if status == 429
+        else "server_error"
+    )
+    return UpstreamError(
+        UpstreamFailure(GatewayError(status, message, type=error_type, code=code), error_class)
     )
 
-    if not parsed.stream:
-        upstream_started = time.perf_counter()
-        try:
-            events = await call_whole(adapter, client, req)
-        except UpstreamError as exc:
-            raise _with_headers(exc.failure.error, headers) from None
-        upstream_seconds = time.perf_counter() - upstream_started
-        for event in events:
-            emitter.feed(event)
-        emitter.end_of_stream(requires_done=False)
-        response = emitter.response
-        if response["status"] == "failed":
-            error = response["error"] or {}
-            raise _with_headers(
-                GatewayError(
-                    502, str(error.get("message")), type="server_error", code=str(error.get("code"))
-                ),
-                headers,
-            )
-        overhead = time.perf_counter() - started - upstream_seconds
-        headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
-        return Response(orjson.dumps(response), 200, headers={**headers, **JSON_HEADERS})
 
+async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) -> ResponseEmitter:
+    req = _request_for(flow, target)
+    timeout, total, first_token = _timeouts(flow, adapter)
+    limit = min(filter(None, (total, first_token)), default=None)
+    client = flow.state.transports.client_for(adapter)
+    upstream_started = time.perf_counter()
     try:
-        upstream = await open_stream(adapter, client, req)
-    except UpstreamError as exc:
-        raise _with_headers(exc.failure.error, headers) from None
-    headers["x-gateway-overhead-ms"] = f"{(time.perf_counter() - started) * 1000:.3f}"
-    return StreamingResponse(_relay(upstream, emitter), 200, headers={**headers, **SSE_HEADERS})
+        async with asyncio.timeout(limit):
+            events = await call_whole(adapter, client, req, timeout=timeout)
+    except TimeoutError:
+        raise _timed_out(adapter, "answer", limit or 0) from None
+    finally:
+        flow.upstream_seconds += time.perf_counter() - upstream_started
+    emitter = ResponseEmitter(
+        model=flow.parsed.model,
+        body=flow.parsed.body,
+        finish_reasons=adapter.finish_reasons,
+        stream=False,
+    )
+    for event in events:
+        if event.get("type") == "error":
+            raise _failure_from_event(adapter, event)
+        emitter.feed(event)
+    emitter.end_of_stream(requires_done=False)
+    if emitter.response["status"] == "failed":
+        error = emitter.response["error"] or {}
+        raise _failure_from_event(
+            adapter, {"code": error.get("code"), "message": error.get("message")}
+        )
+    flow.first_token_at = time.perf_counter()
+    return emitter
 
 
-async def _relay(upstream: UpstreamStream, emitter: ResponseEmitter) -> AsyncIterator[bytes]:
+@dataclass
+class PrimedStream:
+    """An upstream stream that has produced its first content: safe to commit to the client."""
+
+    upstream: UpstreamStream
+    events: AsyncIterator[CanonicalEvent]
+    emitter: ResponseEmitter
+    primed: list[ResponsesEvent]
+    deadline: float | None
+
+
+async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapter) -> PrimedStream:
+    """Open the upstream stream and read until the first content (or the end).
+
+    Nothing has been sent to the client yet, so a failure here can still be retried.
+    """
+    req = _request_for(flow, target)
+    timeout, total, first_token = _timeouts(flow, adapter)
+    client = flow.state.transports.client_for(adapter)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total if total else None
+    limit = min(filter(None, (total, first_token)), default=None)
+    emitter = ResponseEmitter(
+        model=flow.parsed.model,
+        body=flow.parsed.body,
+        finish_reasons=adapter.finish_reasons,
+        stream=True,
+    )
+    primed: list[ResponsesEvent] = []
+    upstream_started = time.perf_counter()
+    upstream: UpstreamStream | None = None
+    try:
+        async with asyncio.timeout(limit):
+            upstream = await open_stream(adapter, client, req, timeout=timeout)
+            events = upstream.events()
+            saw_finish = False
+            async for event in events:
+                if event.get("type") == "error" and not emitter.emitted_content:
+                    raise _failure_from_event(adapter, event)
+                saw_finish = saw_finish or event.get("type") == "finish"
+                primed.extend(emitter.feed(event))
+                if emitter.emitted_content or emitter.done:
+                    break
+            else:
+                if not emitter.emitted_content and not saw_finish:
+                    error = GatewayError(
+                        502,
+                        f"Upstream provider '{adapter.name}' ended the stream without an answer.",
+                        type="server_error",
+                        code="upstream_empty_stream",
+                    )
+                    raise UpstreamError(UpstreamFailure(error, "server_error"))
+                if not emitter.emitted_content:
+                    # Finished with nothing to show (a blocked prompt): that is the answer.
+                    primed.extend(emitter.end_of_stream(requires_done=adapter.stream.requires_done))
+                    if emitter.response["status"] == "failed":
+                        raise _failure_from_event(adapter, emitter.response["error"] or {})
+    except TimeoutError:
+        if upstream is not None:
+            await upstream.aclose()
+        raise _timed_out(adapter, "first token", limit or 0) from None
+    except BaseException:
+        if upstream is not None:
+            await upstream.aclose()
+        raise
+    finally:
+        flow.upstream_seconds += time.perf_counter() - upstream_started
+    flow.first_token_at = time.perf_counter()
+    return PrimedStream(upstream, events, emitter, primed, deadline)
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``, cancelling it if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise ClientDisconnected
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _relay(
+    flow: Flow, stream: PrimedStream, grant: Grant | None = None
+) -> AsyncIterator[bytes]:
     """Upstream events → Responses SSE bytes; always ends with exactly one terminal event."""
+    emitter, upstream = stream.emitter, stream.upstream
     requires_done = upstream.adapter.stream.requires_done
     try:
-        yield encode_events(emitter.start())
-        async for event in upstream.events():
-            out = emitter.feed(event)
-            if out:
-                yield encode_events(out)
-            if emitter.done:
-                break
-        if not emitter.done:
-            yield encode_events(emitter.end_of_stream(requires_done=requires_done))
+        yield encode_events(stream.primed)
+        answered_while_priming = emitter.done
+        if not answered_while_priming:
+            async with asyncio.timeout_at(stream.deadline):
+                async for event in stream.events:
+                    out = emitter.feed(event)
+                    if out:
+                        yield encode_events(out)
+                    if emitter.done:
+                        break
+        tail = emitter.end_of_stream(requires_done=requires_done)  # [] when already finished
+        if tail:
+            yield encode_events(tail)
+    except TimeoutError:
+        yield encode_events(
+            emitter.fail(
+                "upstream_timeout",
+                f"Upstream provider '{upstream.adapter.name}' exceeded its total time limit.",
+            )
+        )
     except Exception as exc:  # a mapping bug must still end the client's stream properly
         logger.exception("stream from provider '%s' failed", upstream.adapter.name)
         if not emitter.done:
@@ -139,8 +418,5 @@ async def _relay(upstream: UpstreamStream, emitter: ResponseEmitter) -> AsyncIte
             )
     finally:
         await upstream.aclose()
-
-
-def _with_headers(error: GatewayError, headers: dict[str, str]) -> GatewayError:
-    error.headers = {**headers, **error.headers}
-    return error
+        if grant is not None:
+            grant.settle_soon(emitter.response.get("usage"))

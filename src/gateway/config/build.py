@@ -22,10 +22,18 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from gateway.access.keys import AccessConfig, compile_access, key_sources
+from gateway.access.redaction import (
+    config_secrets,
+    is_secret_path,
+    safe_schema_message,
+    scrubbed_errors,
+)
 from gateway.agents.config import AgentsConfig
 from gateway.config.errors import ConfigError, ConfigIssue, Location, Path
 from gateway.config.loader import Document, environment_for, interpolate, parse_yaml, read_yaml
 from gateway.providers.adapter import ProviderAdapter, compile_adapter, make_auth
+from gateway.resilience import DEFAULT_FALLBACK_CLASSES, BreakerPolicy, RetryPolicy
 from gateway.responses.normalize import RequestLimits
 from gateway.routing import Route, Router, Target, parse_target
 from gateway.templating import TemplateError
@@ -67,9 +75,12 @@ class Runtime:
     agents: AgentsConfig
     limits: RequestLimits
     server: ServerSettings
+    retry: Mapping[str, RetryPolicy] = field(default_factory=dict)  # per provider
+    breakers: Mapping[str, BreakerPolicy] = field(default_factory=dict)  # per provider
     fingerprints: Mapping[str, str] = field(default_factory=dict)  # "provider claude" → hash
     missing_keys: Mapping[str, str] = field(default_factory=dict)  # provider → env variable
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated file, secrets removed
+    access: AccessConfig = field(default_factory=AccessConfig)  # gateway keys and rate limits
 
 
 # --------------------------------------------------------------------------- schema and presets
@@ -181,15 +192,18 @@ def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
                 if isinstance(e.schema, Mapping)
             }
         )
+        shown = "this value" if is_secret_path(path) else _show(error.instance)
         return [
             ConfigIssue(
-                f"{_show(error.instance)} is not valid here (expected one of: {', '.join(kinds)})",
+                f"{shown} is not valid here (expected one of: {', '.join(kinds)})",
                 path,
                 document.locate(path),
             )
         ]
     message = error.message
-    if error.validator == "required":
+    if is_secret_path(path):  # never repeat a key's value
+        message = safe_schema_message(str(error.validator), error.validator_value)
+    elif error.validator == "required":
         message = error.message.replace("is a required property", "is required")
     return [ConfigIssue(message, path, document.locate(path))]
 
@@ -226,7 +240,13 @@ def _display_name(path: FilePath) -> str:
         return str(path)
 
 
+def _raw_secrets(document: Document, *, source: str, environ: Mapping[str, str]) -> set[str]:
+    return config_secrets(document.data, environ)
+
+
+@scrubbed_errors(_raw_secrets)
 def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]) -> Runtime:
+    sources = key_sources(document.data)  # as written: a key must come from the environment
     issues = interpolate(document, environ)
     data = document.data
     if not isinstance(data, dict):
@@ -242,6 +262,7 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
     providers, fingerprints, missing = _compile_providers(data, document, issues)
     aliases = _compile_aliases(data, document, providers, issues)
     default_provider = data.get("default_provider")
+    access = compile_access(data, sources, document.missing_secrets, document.locate, issues)
     try:
         agents = AgentsConfig.from_dict(data.get("agents"))
     except ValueError as exc:
@@ -254,7 +275,18 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         fingerprints[f"model {alias}"] = _hash(route)
     for name, channel in agents.channels.items():
         fingerprints[f"channel {name}"] = _hash(channel)
+    for entry in data.get("keys") or ():
+        fingerprints[f"key {entry['name']}"] = _hash(
+            orjson.dumps(
+                {"key": _without_secrets(entry), "secret": _secret_digest(entry)},
+                option=orjson.OPT_SORT_KEYS,
+            )
+        )
     server = data.get("server") or {}
+    routing = data.get("routing") or {}
+    retry_default = RetryPolicy.from_dict(routing.get("retry"))
+    breaker_default = BreakerPolicy.from_dict(routing.get("breaker"))
+    provider_entries = data["providers"]
     raw = _without_secrets(data)
     version = hashlib.sha256(
         orjson.dumps({"config": raw, "secrets": _secret_digest(data)}, option=orjson.OPT_SORT_KEYS)
@@ -285,8 +317,23 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
             reload_debounce=float(server.get("reload_debounce", 0.3)),
             redis_url=server.get("redis_url"),
         ),
+        retry=MappingProxyType(
+            {
+                name: RetryPolicy.from_dict(provider_entries[name].get("retry"), retry_default)
+                for name in providers
+            }
+        ),
+        breakers=MappingProxyType(
+            {
+                name: BreakerPolicy.from_dict(
+                    provider_entries[name].get("breaker"), breaker_default
+                )
+                for name in providers
+            }
+        ),
         fingerprints=MappingProxyType(fingerprints),
         missing_keys=MappingProxyType(missing),
+        access=access,
         raw=raw,
     )
 
@@ -380,14 +427,17 @@ def _compile_aliases(
 ) -> dict[str, Route]:
     aliases: dict[str, Route] = {}
     known = set(data["providers"])
+    defaults = RetryPolicy.from_dict((data.get("routing") or {}).get("retry"))
     for alias, spec in (data.get("models") or {}).items():
         path: Path = ("models", alias)
         entries: list[tuple[Any, Path]]
         params: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if isinstance(spec, str):
             entries = [(spec, path)]
         else:
             params = dict(spec.get("params") or {})
+            options = spec
             if "target" in spec:
                 entries = [(spec["target"], (*path, "target"))]
             else:
@@ -409,16 +459,33 @@ def _compile_aliases(
                     )
                 )
                 continue
-            target_params = (
-                {**params, **(item.get("params") or {})} if isinstance(item, dict) else params
+            detail = item if isinstance(item, dict) else {}
+            targets.append(
+                Target(
+                    parsed[0],
+                    parsed[1],
+                    MappingProxyType({**params, **(detail.get("params") or {})}),
+                    weight=float(detail.get("weight", 1.0)),
+                    on=frozenset(detail["on"]) if "on" in detail else DEFAULT_FALLBACK_CLASSES,
+                )
             )
-            targets.append(Target(parsed[0], parsed[1], MappingProxyType(target_params)))
         if targets:
-            aliases[alias] = Route(alias, alias, tuple(targets))
+            aliases[alias] = Route(
+                alias,
+                alias,
+                tuple(targets),
+                strategy=str(options.get("strategy", "fallback")),
+                retry=RetryPolicy.from_dict(options["retry"], defaults)
+                if options.get("retry")
+                else None,
+                timeouts=MappingProxyType(
+                    {k: float(v) for k, v in (options.get("timeouts") or {}).items()}
+                ),
+            )
     return aliases
 
 
-_SECRET_KEYS: Final = frozenset({"api_key", "key"})
+_SECRET_KEYS: Final = frozenset({"api_key", "key", "key_sha256", "token"})
 
 
 def _without_secrets(value: Any) -> Any:

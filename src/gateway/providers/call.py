@@ -54,13 +54,21 @@ def _bad_body(adapter: ProviderAdapter) -> UpstreamError:
 
 
 async def call_whole(
-    adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest
+    adapter: ProviderAdapter,
+    client: httpx.AsyncClient,
+    req: CanonicalRequest,
+    *,
+    timeout: httpx.Timeout | None = None,
 ) -> list[CanonicalEvent]:
     """A non-streaming attempt: the whole answer as canonical events."""
     upstream = adapter.build_request(req)
     try:
         response = await client.request(
-            upstream.method, upstream.url, headers=upstream.headers, content=upstream.body
+            upstream.method,
+            upstream.url,
+            headers=upstream.headers,
+            content=upstream.body,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
     except httpx.HTTPError as exc:
         raise _transport_failure(adapter, exc) from None
@@ -108,12 +116,20 @@ class UpstreamStream:
 
 
 async def open_stream(
-    adapter: ProviderAdapter, client: httpx.AsyncClient, req: CanonicalRequest
+    adapter: ProviderAdapter,
+    client: httpx.AsyncClient,
+    req: CanonicalRequest,
+    *,
+    timeout: httpx.Timeout | None = None,
 ) -> UpstreamStream:
     """Send a streaming request and check its status before any byte goes to the client."""
     upstream = adapter.build_request(req)
     request = client.build_request(
-        upstream.method, upstream.url, headers=upstream.headers, content=upstream.body
+        upstream.method,
+        upstream.url,
+        headers=upstream.headers,
+        content=upstream.body,
+        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
     )
     try:
         response = await client.send(request, stream=True)

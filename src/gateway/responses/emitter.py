@@ -106,6 +106,7 @@ class _Item:
         "kind",
         "name",
         "parts",
+        "status",
         "summary",
     )
 
@@ -121,6 +122,7 @@ class _Item:
         self.call_id = ""
         self.name = ""
         self.arguments = ""
+        self.status = "completed"  # as closed: the item cut short by a limit is "incomplete"
 
     def as_output(self, status: str) -> dict[str, Any]:
         if self.kind == "message":
@@ -178,8 +180,13 @@ class ResponseEmitter:
         self._usage: dict[str, int] = {}
         self._finish: str | None = None
         self._started = False
-        self.done = False
+        self._done = False
         self.emitted_content = False
+
+    @property
+    def done(self) -> bool:
+        """A terminal event has been produced; later events are ignored."""
+        return self._done
 
     # ------------------------------------------------------------------ outward
 
@@ -251,15 +258,13 @@ class ResponseEmitter:
         item_status = "completed" if outcome.status == "completed" else "incomplete"
         if self._open is not None:
             self._close(out, item_status)
-        self.done = True
+        self._done = True
         response = self.response
         response["status"] = outcome.status
         response["completed_at"] = int(time.time()) if outcome.status == "completed" else None
         if outcome.status == "incomplete":
             response["incomplete_details"] = {"reason": outcome.reason or "max_output_tokens"}
-        response["output"] = [
-            item.as_output(self._item_status(item, item_status)) for item in self._items
-        ]
+        response["output"] = [item.as_output(item.status) for item in self._items]
         response["usage"] = self._final_usage()
         terminal = "response.completed" if outcome.status == "completed" else "response.incomplete"
         self._event(out, {"type": terminal, "response": self.response})
@@ -280,7 +285,7 @@ class ResponseEmitter:
         out = self.start() if not self._started else []
         if self.done:
             return out
-        self.done = True
+        self._done = True
         response = self.response
         response["status"] = "failed"
         response["error"] = {"code": code, "message": message}
@@ -304,10 +309,6 @@ class ResponseEmitter:
         return out
 
     # ------------------------------------------------------------------ items
-
-    @staticmethod
-    def _item_status(item: _Item, last_status: str) -> str:
-        return last_status if item.kind == "message" else "completed"
 
     def _open_item(self, out: list[ResponsesEvent], kind: str, key: Any) -> _Item:
         if self._open is not None:
@@ -413,6 +414,8 @@ class ResponseEmitter:
         key = event.get("key")
         item = self._open
         if item is None or item.kind != "function_call" or key is None or key != item.key:
+            if event.get("continues"):
+                return  # a delta for an upstream block that opened no item (a provider-run tool)
             item = self._open_item(out, "function_call", key)
             item.call_id = str(event.get("call_id") or new_id("call"))
             item.name = str(event.get("name") or "")
@@ -494,10 +497,23 @@ class ResponseEmitter:
         if item is None:
             return
         self._open = None
+        item.status = status
         if item.kind == "message":
             if item.parts:
                 self._close_part(out, item)
         elif item.kind == "function_call":
+            if not item.arguments and status == "completed":
+                # A call to a function without parameters may stream no argument text at all.
+                item.arguments = "{}"
+                self._event(
+                    out,
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        "item_id": item.id,
+                        "output_index": item.index,
+                        "delta": "{}",
+                    },
+                )
             self._event(
                 out,
                 {
@@ -527,7 +543,7 @@ class ResponseEmitter:
             {
                 "type": "response.output_item.done",
                 "output_index": item.index,
-                "item": item.as_output(self._item_status(item, status)),
+                "item": item.as_output(status),
             },
         )
 

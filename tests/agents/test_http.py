@@ -526,3 +526,47 @@ async def test_an_agent_outside_every_channel_reads_an_empty_inbox(
         "next_cursor": None,
         "has_more": False,
     }
+
+
+KEYED_CONFIG = """
+default_provider: echo
+providers:
+  echo: {preset: echo}
+keys:
+  - {name: planner-key, key: "${PLANNER_KEY}", agents: [planner]}
+  - {name: coder-key, key: "${CODER_KEY}", agents: [coder]}
+  - {name: ops-key, key: "${OPS_KEY}"}
+agents:
+  channels:
+    review: {members: [planner, coder]}
+"""
+
+
+async def test_a_key_bound_to_agents_reads_and_sends_only_as_them() -> None:
+    env = {"PLANNER_KEY": "sk-planner", "CODER_KEY": "sk-coder", "OPS_KEY": "sk-ops"}
+    with running_gateway(KEYED_CONFIG, env=env) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+
+            def auth(key: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {key}"}
+
+            as_planner = {"sender": "planner", "recipient": "review", "content": "go"}
+            sent = await http.post(
+                "/v1/agents/messages", json=as_planner, headers=auth("sk-planner")
+            )
+            forged = await http.post(
+                "/v1/agents/messages", json=as_planner, headers=auth("sk-coder")
+            )
+            own = await http.get("/v1/agents/coder/messages", headers=auth("sk-coder"))
+            other = await http.get("/v1/agents/planner/messages", headers=auth("sk-coder"))
+            ops = await http.get("/v1/agents/coder/messages", headers=auth("sk-ops"))
+            anonymous = await http.get("/v1/agents/coder/messages")
+
+    assert sent.status_code == 201
+    assert forged.status_code == 403
+    assert error_of(forged)["code"] == "agent_not_allowed"
+    assert [m["id"] for m in own.json()["data"]] == [sent.json()["id"]]
+    assert other.status_code == 403
+    assert error_of(other)["param"] == "agent_id"
+    assert ops.status_code == 200
+    assert anonymous.status_code == 401

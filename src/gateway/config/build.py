@@ -368,6 +368,9 @@ def _compile_providers(
             merged = merge(base, {key: value for key, value in entry.items() if key != "preset"})
         else:
             merged = dict(entry)
+        routing_timeouts = (data.get("routing") or {}).get("timeouts")
+        if routing_timeouts:  # gateway-wide defaults under each provider's own
+            merged["timeouts"] = {**routing_timeouts, **(merged.get("timeouts") or {})}
         missing_variable = document.missing_secrets.get((*entry_path, "api_key"))
         if missing_variable:
             missing[name] = missing_variable

@@ -200,3 +200,29 @@ async def test_an_unreachable_redis_is_reported_as_unavailable() -> None:
             await bus.read("coder", config=CONFIG, wait=0.2)
     finally:
         await bus.close()
+
+
+async def test_an_idle_listener_outlasting_the_socket_timeout_stays_connected(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = RedisBus.from_url(redis_url + "?socket_timeout=0.3")
+
+    async def send_late() -> float:
+        await asyncio.sleep(1.0)  # several socket timeouts of idle listening
+        await bus.send(
+            direct("planner", "coder", "late"), recipients=["coder"], retention=DEFAULT_RETENTION
+        )
+        return time.monotonic()
+
+    try:
+        with caplog.at_level("WARNING", logger="gateway.agents"):
+            sending = asyncio.create_task(send_late())
+            page = await bus.read("coder", config=CONFIG, wait=3)
+            woke = time.monotonic()
+            sent_at = await sending
+    finally:
+        await bus.close()
+
+    assert [m.message.content for m in page.messages] == ["late"]
+    assert woke - sent_at < 0.3
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.agents"] == []

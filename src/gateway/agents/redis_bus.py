@@ -48,7 +48,9 @@ BELL_MAX_ENTRIES = 10_000
 # A waiting reader reads its inbox again this often even without a wake-up, so a missed one
 # (the listener reconnecting, the bell trimmed under it) delays a message, never loses it.
 RECHECK_SECONDS = 5.0
-LISTEN_BLOCK_MS = 5_000
+# The listener's XREAD BLOCK must return before the client's socket timeout (redis-py's
+# default is 5 s) or every idle round ends in a TimeoutError and a reconnect.
+LISTEN_BLOCK_MS = 2_000
 
 T = TypeVar("T")
 
@@ -88,6 +90,7 @@ class RedisBus(AgentBus):
         self._signals = InboxSignals()
         self._listener: asyncio.Task[None] | None = None
         self._listener_lock = asyncio.Lock()
+        self._listen_block_ms = _listen_block_ms(client)
         self._closed = False
 
     @classmethod
@@ -197,7 +200,7 @@ class RedisBus(AgentBus):
         while True:
             try:
                 response = await self._redis.xread(
-                    {bell: last_id}, count=512, block=LISTEN_BLOCK_MS
+                    {bell: last_id}, count=512, block=self._listen_block_ms
                 )
             except RedisError as exc:
                 # Waiting readers re-read (and report the outage); listen again shortly.
@@ -216,6 +219,14 @@ class RedisBus(AgentBus):
     def _inbox_key(self, agent_id: str, source: str) -> str:
         suffix = "c:" + source if source else "d"
         return self._key(f"inbox:{agent_id}:{suffix}")
+
+
+def _listen_block_ms(client: Redis) -> int:
+    """How long one listener ``XREAD`` may block: under half the socket timeout, if any."""
+    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if not socket_timeout:
+        return LISTEN_BLOCK_MS
+    return max(50, min(LISTEN_BLOCK_MS, int(float(socket_timeout) * 500)))
 
 
 async def _guard(call: Callable[[], Awaitable[T]]) -> T:

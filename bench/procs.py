@@ -158,6 +158,16 @@ def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> Probe:
         conn.close()
 
 
+def core_busy_s(cpu: int) -> float:
+    """Busy seconds of one core so far, all processes (``/proc/stat``)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(v) for v in line.split()[1:]]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def raise_nofile() -> int:
     """Raise the open-files soft limit to the hard limit (1,000 streams need 3,000+ fds)."""
     import resource

@@ -1,7 +1,8 @@
 """A minimal pass-through relay on the gateway's server stack: the ceiling for a Python gateway.
 
 Starlette on uvicorn (httptools, uvloop) with one shared pooled ``httpx.AsyncClient`` (or,
-with ``--client aiohttp``, one ``aiohttp.ClientSession``, to compare HTTP clients). Every
+with ``--client aiohttp``, one ``aiohttp.ClientSession``, or with ``--client raw`` the minimal
+protocol-level client in ``bench.rawhttp``, to compare HTTP clients). Every
 POST is forwarded to the upstream with the same path and query; the answer's bytes come back
 unchanged (buffered when the upstream sent a ``content-length``, streamed otherwise). It does
 nothing a gateway must do (parse, translate, re-encode), so the gateway's figures over the
@@ -25,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 _FORWARDED_REQUEST_HEADERS = ("content-type", "authorization", "x-bench-chunks", "x-bench-delay-ms")
-CLIENTS = ("httpx", "aiohttp")
+CLIENTS = ("httpx", "aiohttp", "raw")
 
 Forward = Callable[[str, str, bytes, dict[str, str]], Awaitable[Response]]
 
@@ -92,9 +93,32 @@ def _aiohttp_forwarder(
     return forward, session.close
 
 
+def _raw_forwarder(upstream: str, _: int) -> tuple[Forward, Callable[[], Awaitable[None]]]:
+    from urllib.parse import urlsplit
+
+    from bench.rawhttp import Pool
+
+    parts = urlsplit(upstream)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+
+    async def forward(method: str, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        answer = await pool.request(method, url, body, headers)
+        media_type = answer.headers.get("content-type")
+        if "content-length" in answer.headers:
+            return Response(await answer.read(), status_code=answer.status, media_type=media_type)
+        return StreamingResponse(
+            answer.iter_bytes(), status_code=answer.status, media_type=media_type
+        )
+
+    async def close() -> None:
+        pool.close()
+
+    return forward, close
+
+
 def create_relay(upstream: str, client: str = "httpx", max_connections: int = 4096) -> Starlette:
     """The relay app: every POST goes to ``upstream`` + same path and query."""
-    make = {"httpx": _httpx_forwarder, "aiohttp": _aiohttp_forwarder}[client]
+    make = {"httpx": _httpx_forwarder, "aiohttp": _aiohttp_forwarder, "raw": _raw_forwarder}[client]
     forward: Forward | None = None
 
     @asynccontextmanager

@@ -172,7 +172,7 @@ def _pct(v: float | None) -> float | None:
 def table(results: Result) -> str:
     rows = [
         f"{'scenario':<21}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'1st tok p99':>12}{'chunks/s':>11}{'RSS MB':>8}{'cpu%':>6}{'errors':>8}"
+        f"{'1st tok p99':>12}{'chunks/s':>11}{'RSS MB':>8}{'cpu%':>6}{'noise%':>7}{'errors':>8}"
     ]
     for name, sc in results["scenarios"].items():
         first = True
@@ -191,7 +191,7 @@ def table(results: Result) -> str:
                 f"{label:<21}{target:<9}{_fmt(res.get('rps')):>9}{_fmt(lat.get('p50'), 2):>9}"
                 f"{_fmt(lat.get('p99'), 2):>9}{_fmt(tok.get('p99'), 2):>12}"
                 f"{_fmt(res.get('chunks_per_s'), 0):>11}{_fmt(res.get('rss_mb')):>8}"
-                f"{_fmt(_pct(res.get('cpu_util')), 0):>6}"
+                f"{_fmt(_pct(res.get('cpu_util')), 0):>6}{_fmt(_pct(res.get('core_other_util')), 0):>7}"
                 f"{res.get('errors', 0):>8}"
             )
         r = sc.get("ratios", {})

@@ -27,6 +27,7 @@ from bench import report
 from bench.procs import (
     BenchError,
     Proc,
+    core_busy_s,
     free_port,
     pin_self,
     post,
@@ -77,7 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slow-ramp", type=float, default=None, help="seconds to open all streams")
     p.add_argument("--ttfb-streams", type=int, default=200, help="sequential streams for TTFB")
     p.add_argument(
-        "--relay-client", choices=("httpx", "aiohttp"), default="httpx", help="relay's client"
+        "--relay-client",
+        choices=("httpx", "aiohttp", "raw"),
+        default="httpx",
+        help="relay's client",
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results path")
     p.add_argument("--no-pin", action="store_true", help="don't pin processes to cores")
@@ -152,6 +156,7 @@ class Bench:
             self.log(f"!! {name} did not start: {exc}")
             return
         self.procs[name] = proc
+        self.log(f"{name}: pid {proc.pid}, http://127.0.0.1:{port}")
 
     def stop_all(self) -> None:
         for name in ("gateway", "relay", "direct"):  # the fake last: in-flight calls finish
@@ -209,6 +214,21 @@ class Bench:
             "peak_rss_mb": round(proc.peak_rss_kb() / 1024, 1),
         }
 
+    def cpu_snapshot(self, target: str) -> tuple[float, float]:
+        mine = self.procs[target].cpu_s() if target != "direct" else 0.0
+        return mine, core_busy_s(self.server_cpu) if self.server_cpu is not None else 0.0
+
+    def cpu_use(self, target: str, before: tuple[float, float], seconds: float) -> dict[str, float]:
+        """The middle process's CPU use, and other processes' use of its core (noise)."""
+        if target == "direct" or not seconds:
+            return {}
+        mine, core = self.cpu_snapshot(target)
+        out = {"cpu_util": round((mine - before[0]) / seconds, 3)}
+        if self.server_cpu is not None:
+            other = (core - before[1]) - (mine - before[0])
+            out["core_other_util"] = round(max(0.0, other) / seconds, 3)
+        return out
+
     def gateway_overhead_header(self, ep: Endpoint) -> dict[str, str]:
         """The gateway's own-time response header(s), if it sends any (issue 9, item 4)."""
         answer = post(ep.port, ep.path, ep.body)
@@ -256,13 +276,10 @@ class Bench:
         fast = replace(s, delay_ms=0)  # same shape, no waiting
         self.probe(self.endpoint(target, fast), fast)
         ep = self.endpoint(target, s)  # the probe may have chosen the gateway's marker
-        cpu = self.procs[target].cpu_s if target != "direct" else None
         if s.kind == "streams":
-            before = cpu() if cpu else 0.0
+            before = self.cpu_snapshot(target)
             res = self.run_stream_client(ep, s, n=s.concurrency, ramp_s=s.ramp_s, concurrency=None)
-            if cpu:
-                res["cpu_util"] = round((cpu() - before) / res["wall_s"], 3)
-            return res | self.rss(target)
+            return res | self.cpu_use(target, before, res["wall_s"]) | self.rss(target)
         body = self.body_file(ep, s)
         url = f"http://127.0.0.1:{ep.port}{ep.path}"
         common: dict[str, Any] = {
@@ -273,10 +290,9 @@ class Bench:
         }
         if self.args.warmup > 0:
             run_wrk(url, body, seconds=self.args.warmup, **common)
-        before = cpu() if cpu else 0.0
+        before = self.cpu_snapshot(target)
         res = run_wrk(url, body, seconds=self.args.duration, **common)
-        if cpu:
-            res["cpu_util"] = round((cpu() - before) / res["duration_s"], 3)
+        res |= self.cpu_use(target, before, res["duration_s"])
         if s.stream:
             res["chunks_per_s"] = round(res["markers"] / res["duration_s"], 1)
             res["ttfb"] = self.ttfb(ep, s)
@@ -417,6 +433,7 @@ class Bench:
         )
         return {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
             "commit": git("rev-parse", "--short", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(),

@@ -1,0 +1,230 @@
+"""Prometheus metrics, served at ``GET /metrics``.
+
+Each app owns its registry, so several gateways in one process (tests) count separately.
+With ``PROMETHEUS_MULTIPROC_DIR`` set (several uvicorn workers), prometheus_client keeps the
+values in files shared by the workers and ``/metrics`` answers with the totals of all of them,
+whichever worker serves the scrape. Exemplars (trace id, request id) are attached to the
+request counters and histograms; they appear when the scraper asks for OpenMetrics and are
+not kept in multi-process mode (a prometheus_client limit).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from starlette.requests import Request
+from starlette.responses import Response
+
+LATENCY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+TTFT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+OVERHEAD_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+)
+BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
+#: Distinct model label values kept before new ones are counted as "other": the model name
+#: comes from the client, and a metric series per made-up name would grow without bound.
+MAX_MODELS: Final = 500
+NONE: Final = "none"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class LabelGuard:
+    """Bounds the distinct values of one label; thread-safe, allocation-free once seen."""
+
+    def __init__(self, limit: int) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if value is None or value == "":
+            return NONE
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return "other"
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_dir() is not None
+        self.model_label = LabelGuard(MAX_MODELS)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests",
+            "Responses API requests by provider, upstream model and HTTP status.",
+            ["provider", "model", "status"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight",
+            "Responses API requests being handled (streams until their last byte).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Whole request time, to the last byte of a stream.",
+            ["provider", "model", "stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gateway_time_to_first_token_seconds",
+            "Time from the request to the first content delta of a stream.",
+            ["provider", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "Time spent in the gateway itself: the whole request less the time blocked on "
+            "upstream reads, on writes to the client, and in retry back-off.",
+            ["stream"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gateway_tokens",
+            "Tokens by provider, upstream model and kind (input, output, cached_input).",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "gateway_cost_usd",
+            "Cost in USD computed from real usage and the prices table.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Failed upstream attempts by provider and error class.",
+            ["provider", "class"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "gateway_retries",
+            "Upstream attempts that repeated the previous target.",
+            ["provider"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks",
+            "Upstream attempts that moved to another target of an alias.",
+            ["alias", "from_provider", "to_provider"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker per provider: 0 closed, 1 half-open, 2 open (worst worker).",
+            ["provider"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.reloads = Counter(
+            "gateway_config_reloads",
+            "Config reload attempts by result (each worker reloads the file itself).",
+            ["result"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "gateway_config_info",
+            "1 for the config version a live worker runs.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.agent_sent = Counter(
+            "gateway_agent_messages_sent",
+            "Agent messages accepted, by channel ('direct' for direct messages).",
+            ["channel"],
+            registry=r,
+        )
+        self.agent_delivered = Counter(
+            "gateway_agent_messages_delivered",
+            "Agent messages handed to a reader (long poll, page or SSE), by channel.",
+            ["channel"],
+            registry=r,
+        )
+        self.inbox_depth = Gauge(
+            "gateway_agent_inbox_depth",
+            "Messages accepted for an agent and not yet delivered to it.",
+            ["agent"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._version: str | None = None
+        self._breakers: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ events
+
+    def config_version(self, version: str) -> None:
+        if version == self._version:
+            return
+        if self._version is not None:
+            self.config_info.labels(self._version).set(0)
+        self._version = version
+        self.config_info.labels(version).set(1)
+
+    def breaker(self, provider: str, state: str) -> bool:
+        """Set a provider's breaker state; True when it changed."""
+        changed = self._breakers.get(provider) != state
+        self._breakers[provider] = state
+        self.breaker_state.labels(provider).set(BREAKER_STATES.get(state, 0))
+        return changed
+
+    def agent_message_sent(self, channel: str | None, recipients: Iterable[str]) -> None:
+        self.agent_sent.labels(channel or "direct").inc()
+        for agent in recipients:
+            self.inbox_depth.labels(agent).inc()
+
+    def agent_messages_delivered(self, agent: str, channels: Mapping[str | None, int]) -> None:
+        """``channels``: how many newly delivered messages came from each channel."""
+        total = 0
+        for channel, count in channels.items():
+            self.agent_delivered.labels(channel or "direct").inc(count)
+            total += count
+        if total:
+            self.inbox_depth.labels(agent).dec(total)
+
+    # ------------------------------------------------------------------ exposition
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition for a scrape: OpenMetrics (with exemplars) when asked for it."""
+        encoder, content_type = choose_encoder(accept or "")
+        if not self.multiprocess:
+            return encoder(self.registry), content_type
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        collector: Any = multiprocess.MultiProcessCollector  # untyped in prometheus_client
+        collector(registry)
+        return encoder(registry), content_type
+
+    async def endpoint(self, request: Request) -> Response:
+        body, content_type = self.render(request.headers.get("accept"))
+        return Response(body, 200, headers={"content-type": content_type})

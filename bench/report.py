@@ -212,6 +212,17 @@ def table(results: Result) -> str:
         )
     elif soak:
         rows.append(f"soak: ERROR {soak['error']}")
+    noise = [
+        res["core_other_util"]
+        for sc in results["scenarios"].values()
+        for res in sc["targets"].values()
+        if res.get("core_other_util") is not None
+    ]
+    if noise and max(noise) > 0.05:
+        rows.append(
+            f"WARNING: other processes used up to {max(noise):.0%} of the gateway's core during "
+            "runs (noise%): these figures are disturbed, run again on a quiet machine"
+        )
     rows.append("")
     for t in results["targets"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]

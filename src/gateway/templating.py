@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import orjson
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
@@ -73,6 +73,16 @@ class TemplateError(Exception):
 
 class RenderError(Exception):
     """A template that failed while rendering one request or event."""
+
+
+class TemplateRaised(RenderError):
+    """A template refused its input on purpose (``raise_error``): the client can fix it."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
 
 
 # --------------------------------------------------------------------------- helpers
@@ -178,6 +188,17 @@ def coalesce(*values: Any) -> Any:
     return None
 
 
+def raise_error(message: Any, param: Any = None, code: Any = None) -> NoReturn:
+    """Refuse the request from a template (a 400 naming ``param``), e.g. an unsupported input.
+
+    For what a provider cannot take and the gateway will not fake, such as a URL it would have
+    to fetch: the client gets a clear answer instead of an upstream 400 or a silent drop.
+    """
+    raise TemplateRaised(
+        str(message), None if param is None else str(param), None if code is None else str(code)
+    )
+
+
 def clamp(value: Any, low: float, high: float) -> Any:
     if value is None:
         return None
@@ -206,6 +227,7 @@ GLOBALS: Final[dict[str, Any]] = {
     "fromjson": fromjson,
     "tojson": tojson,
     "pick": pick,
+    "raise_error": raise_error,
 }
 
 
@@ -295,6 +317,8 @@ def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
     def render(scope: Scope) -> Any:
         try:
             return template.render(scope)
+        except RenderError:
+            raise
         except Exception as exc:
             raise RenderError(f"{source!r}: {exc}") from exc
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -226,3 +227,41 @@ async def test_an_idle_listener_outlasting_the_socket_timeout_stays_connected(
     assert [m.message.content for m in page.messages] == ["late"]
     assert woke - sent_at < 0.3
     assert [r.getMessage() for r in caplog.records if r.name == "gateway.agents"] == []
+
+
+async def test_a_channel_stream_created_during_a_read_is_not_skipped(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that saw only the direct stream must not return a later direct message while
+    an earlier channel message sits in a stream it has not read: the cursor would skip it."""
+    bus = RedisBus.from_url(redis_url)
+    first = await bus.send(
+        direct("planner", "coder", "first"), recipients=["coder"], retention=DEFAULT_RETENTION
+    )
+    take_snapshot = bus._snapshot
+    raced = False
+
+    async def snapshot_after_a_race(*args: Any) -> list[Any]:
+        nonlocal raced
+        if not raced:
+            raced = True
+            await bus.send(
+                OutgoingMessage("planner", "review", "review", "on a new channel"),
+                recipients=["coder"],
+                retention=DEFAULT_RETENTION,
+            )
+            await bus.send(
+                direct("planner", "coder", "direct, later"),
+                recipients=["coder"],
+                retention=DEFAULT_RETENTION,
+            )
+        return await take_snapshot(*args)
+
+    monkeypatch.setattr(bus, "_snapshot", snapshot_after_a_race)
+    try:
+        page = await bus.read("coder", config=CONFIG, after=first.position)
+    finally:
+        await bus.close()
+
+    assert raced
+    assert [m.message.content for m in page.messages] == ["on a new channel", "direct, later"]

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -158,31 +159,44 @@ class RedisBus(AgentBus):
     async def _page(
         self, agent_id: str, config: AgentsConfig, after: Position | None, limit: int
     ) -> Page:
-        async def fetch_sources() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.time()
-                pipe.smembers(self._key(f"sources:{agent_id}"))
-                return await pipe.execute()
+        """Read every source stream of the inbox in one MULTI/EXEC snapshot.
 
-        (seconds, micros), raw_sources = await _guard(fetch_sources)
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        sources = sorted(_text(source) for source in raw_sources)
-        if not sources:
-            return merge_page([], after, limit)
+        Reading the streams one by one could see a later message in one stream and miss an
+        earlier one that landed in another stream in between, and the cursor would then
+        skip it. The source set is re-read inside the same transaction; if it changed since
+        it was fetched, the snapshot is retaken with the new set.
+        """
+        sources_key = self._key(f"sources:{agent_id}")
+        raw_known = await _guard(lambda: self._redis.smembers(sources_key))
+        known = sorted(_text(source) for source in raw_known)
+        while True:
+            snapshot = partial(self._snapshot, agent_id, known, config, after, limit)
+            raw_sources, *slices = await _guard(snapshot)
+            current = sorted(_text(source) for source in raw_sources)
+            if current == known:
+                return merge_page([_decode_entries(entries) for entries in slices], after, limit)
+            known = current
 
-        async def fetch_slices() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for source in sources:
-                    floor = age_floor(now_ms, config.retention_for(source or None))
-                    if after is not None and after >= floor:
-                        start = "(" + after.stream_id
-                    else:
-                        start = floor.stream_id
-                    pipe.xrange(self._inbox_key(agent_id, source), start, "+", count=limit + 1)
-                return await pipe.execute()
-
-        slices = await _guard(fetch_slices)
-        return merge_page([_decode_entries(entries) for entries in slices], after, limit)
+    async def _snapshot(
+        self,
+        agent_id: str,
+        sources: list[str],
+        config: AgentsConfig,
+        after: Position | None,
+        limit: int,
+    ) -> list[Any]:
+        """``[source set, entries of each source]``, read atomically."""
+        now_ms = time.time_ns() // 1_000_000
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(self._key(f"sources:{agent_id}"))
+            for source in sources:
+                floor = age_floor(now_ms, config.retention_for(source or None))
+                if after is not None and after >= floor:
+                    start = "(" + after.stream_id
+                else:
+                    start = floor.stream_id
+                pipe.xrange(self._inbox_key(agent_id, source), start, "+", count=limit + 1)
+            return await pipe.execute()
 
     async def _ensure_listener(self) -> None:
         """Start the bell listener, from the bell's current end, before the first long poll

@@ -20,7 +20,14 @@ from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
 from gateway.providers.auth import Auth, Secret
 from gateway.responses.emitter import FinishOutcome
-from gateway.templating import OMIT, Renderer, RenderError, compile_string, compile_tree
+from gateway.templating import (
+    OMIT,
+    Renderer,
+    RenderError,
+    TemplateRaised,
+    compile_string,
+    compile_tree,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class ErrorSpec:
     code: Renderer
     statuses: Mapping[int, tuple[int, str, str | None, str]]
     classes: Renderer  # body → error class override (e.g. context_too_long)
+    status: Renderer  # body → the status to classify by (an API that says 400 for a bad key)
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,10 @@ class ProviderAdapter:
             query = {k: str(v) for k, v in (self.query(scope) or {}).items()}
             headers = dict(self.static_headers)
             headers.update({k: str(v) for k, v in (self.headers(scope) or {}).items()})
+        except TemplateRaised as exc:  # the preset refused this input: the client can fix it
+            raise GatewayError(
+                400, exc.message, param=exc.param, code=exc.code or "unsupported_value"
+            ) from None
         except RenderError as exc:
             raise GatewayError(
                 500,
@@ -196,13 +208,20 @@ class ProviderAdapter:
             body = body[0]
         text = content[:2000].decode("utf-8", "replace")
         scope = {"body": body, "status": status, "text": text, "provider": self.settings}
+        try:
+            restated = self.errors.status(scope)
+        except RenderError:
+            restated = None
+        lookup = status
+        if isinstance(restated, int) and not isinstance(restated, bool) and restated >= 400:
+            lookup = restated
         client_status, error_type, code, error_class = self.errors.statuses.get(
-            status,
+            lookup,
             (
-                status if 400 <= status < 600 else 502,
-                "server_error" if status >= 500 else "invalid_request_error",
+                lookup if 400 <= lookup < 600 else 502,
+                "server_error" if lookup >= 500 else "invalid_request_error",
                 None,
-                "server_error" if status >= 500 else "client_error",
+                "server_error" if lookup >= 500 else "client_error",
             ),
         )
         try:
@@ -339,6 +358,9 @@ def compile_adapter(name: str, spec: Mapping[str, Any], auth: Auth) -> ProviderA
             statuses=_status_table(errors.get("statuses")),
             classes=compile_tree(errors.get("class"), ("errors", "class"))
             if errors.get("class")
+            else _const(None),
+            status=compile_tree(errors.get("status"), ("errors", "status"))
+            if errors.get("status")
             else _const(None),
         ),
         finish_reasons=_finish_table(spec.get("finish_reasons")),

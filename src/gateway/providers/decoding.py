@@ -2,12 +2,17 @@
 
 They turn byte chunks into ``(event_name, data_text)`` pairs and nothing more; what the data
 means is the preset's business. Both accept ``\\r\\n`` and ``\\n`` line endings and ignore SSE
-comments, so Gemini's CRLF frames and keep-alive pings need no special cases.
+comments, so CRLF frames and keep-alive pings need no special cases.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+import orjson
+
+#: A bare (un-prefixed) JSON body longer than this is passed on as is, parsed or not.
+MAX_BARE_JSON = 1024 * 1024
 
 
 class SSEDecoder:
@@ -17,6 +22,8 @@ class SSEDecoder:
         self._buffer = b""
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._bare: list[bytes] | None = None  # lines of a bare JSON body being collected
+        self._bare_size = 0
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
         self._buffer += chunk
@@ -31,6 +38,9 @@ class SSEDecoder:
             yield from self._line(line)
 
     def _line(self, line: bytes) -> Iterator[tuple[str | None, str]]:
+        if self._bare is not None:
+            yield from self._bare_line(line)
+            return
         if not line:
             if self._data:
                 data = b"\n".join(self._data).decode("utf-8", "replace")
@@ -41,6 +51,12 @@ class SSEDecoder:
             return
         if line.startswith(b":"):
             return
+        if line.lstrip().startswith((b"{", b"[")) and not self._data:
+            # Some upstreams answer a streaming call with a plain (often pretty-printed,
+            # multi-line) JSON error body: collect its lines until they parse as one document.
+            self._bare, self._bare_size = [], 0
+            yield from self._bare_line(line)
+            return
         field, _, value = line.partition(b":")
         if value.startswith(b" "):
             value = value[1:]
@@ -48,15 +64,30 @@ class SSEDecoder:
             self._data.append(value)
         elif field == b"event":
             self._event = value.decode("utf-8", "replace")
-        elif not _ and line.lstrip().startswith((b"{", b"[")):
-            # Some upstreams send a bare JSON error body on a streaming endpoint.
-            self._data.append(line)
+
+    def _bare_line(self, line: bytes) -> Iterator[tuple[str | None, str]]:
+        assert self._bare is not None
+        self._bare.append(line)
+        self._bare_size += len(line) + 1
+        if not line.rstrip().endswith((b"}", b"]")) and self._bare_size <= MAX_BARE_JSON:
+            return
+        text = b"\n".join(self._bare)
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError:
+            if self._bare_size <= MAX_BARE_JSON:
+                return
+        self._bare = None
+        yield None, text.decode("utf-8", "replace")
 
     def close(self) -> Iterator[tuple[str | None, str]]:
         """Flush a final event that had no trailing blank line."""
         if self._buffer:
             line, self._buffer = self._buffer.rstrip(b"\r"), b""
             yield from self._line(line)
+        if self._bare is not None:  # a bare body cut short: pass it on, the reader reports it
+            text, self._bare = b"\n".join(self._bare), None
+            yield None, text.decode("utf-8", "replace")
         yield from self._line(b"")
 
 

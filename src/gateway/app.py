@@ -24,6 +24,7 @@ from gateway.access.limits import MemoryRateLimiter, RateLimiter, create_limiter
 from gateway.access.middleware import AccessMiddleware
 from gateway.access.notices import announce
 from gateway.agents.bus import AgentBus, create_bus
+from gateway.agents.routes import router as agents_router
 from gateway.api.meta import healthz, list_models
 from gateway.api.responses import create_response
 from gateway.config.build import Runtime
@@ -163,10 +164,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     app.router.add_route("/v1/responses", create_response, methods=["POST"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/v1/models", list_models, methods=["GET"])
-    with contextlib.suppress(ImportError):
-        from gateway.agents.routes import router as agents_router
-
-        app.include_router(agents_router)
+    app.include_router(agents_router)
     app.include_router(admin_router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(404, _not_found)

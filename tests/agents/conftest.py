@@ -29,7 +29,7 @@ def free_port() -> int:
 def redis_server() -> Iterator[str]:
     """A throwaway ``redis-server`` on a free port, without persistence; yields its URL."""
     if not os.path.exists(REDIS_SERVER):
-        pytest.skip("redis-server is not installed")
+        pytest.fail("redis-server is not installed: run `make services` (scripts/ensure-tools.sh)")
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         process = subprocess.Popen(

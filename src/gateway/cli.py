@@ -18,6 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_CONFIG"] = args.config
     if args.no_reload_config:
         os.environ["GATEWAY_WATCH_CONFIG"] = "0"
+    os.environ["GATEWAY_HOST"] = args.host  # the app warns when open on a non-loopback address
     config_path = default_config_path()
     from gateway.config.build import load_runtime
     from gateway.config.errors import ConfigError
@@ -72,6 +73,10 @@ def _check(args: argparse.Namespace) -> int:
     )
     return 0
 
+    for name, variable in sorted(runtime.access.disabled.items()):
+        print(f"warning: gateway key '{name}' is disabled: {variable} is not set", file=sys.stderr)
+    if runtime.access.open:
+        print("warning: no gateway keys configured: the gateway is open to anyone", file=sys.stderr)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -163,8 +163,8 @@ class ProviderAdapter:
 
     def events_from_body(self, body: Any, req: CanonicalRequest) -> list[CanonicalEvent]:
         """A whole (non-streaming) upstream answer → canonical events."""
-        return _as_events(
-            self.response_events({"body": body, "req": req, "provider": self.settings})
+        return self._redacted(
+            _as_events(self.response_events({"body": body, "req": req, "provider": self.settings}))
         )
 
     def events_from_chunk(
@@ -194,7 +194,7 @@ class ProviderAdapter:
             rule = spec.default
         if rule is None:
             return []
-        return _as_events(rule(scope))
+        return self._redacted(_as_events(rule(scope)))
 
     def classify_error(
         self, status: int, headers: Mapping[str, str], content: bytes
@@ -262,6 +262,13 @@ class ProviderAdapter:
             if secret:
                 text = text.replace(secret, "***")
         return text
+    def _redacted(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
+        """Error events carry upstream text to the client: never with the provider's key."""
+        for event in events:
+            if event.get("type") == "error" and event.get("message"):
+                event["message"] = self.redact(str(event["message"]))
+        return events
+
 
 
 def _as_events(rendered: Any) -> list[CanonicalEvent]:

@@ -67,16 +67,16 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     for name, variable in sorted(runtime.missing_keys.items()):
         print(f"warning: provider '{name}' has no API key: {variable} is not set", file=sys.stderr)
+    for name, variable in sorted(runtime.access.disabled.items()):
+        print(f"warning: gateway key '{name}' is disabled: {variable} is not set", file=sys.stderr)
+    if runtime.access.open:
+        print("warning: no gateway keys configured: the gateway is open to anyone", file=sys.stderr)
     print(
         f"{path}: ok, version {runtime.version}: {len(runtime.providers)} provider(s), "
         f"{len(runtime.aliases)} alias(es), {len(runtime.agents.channels)} channel(s)"
     )
     return 0
 
-    for name, variable in sorted(runtime.access.disabled.items()):
-        print(f"warning: gateway key '{name}' is disabled: {variable} is not set", file=sys.stderr)
-    if runtime.access.open:
-        print("warning: no gateway keys configured: the gateway is open to anyone", file=sys.stderr)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

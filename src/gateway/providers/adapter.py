@@ -262,13 +262,13 @@ class ProviderAdapter:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
     def _redacted(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
         """Error events carry upstream text to the client: never with the provider's key."""
         for event in events:
             if event.get("type") == "error" and event.get("message"):
                 event["message"] = self.redact(str(event["message"]))
         return events
-
 
 
 def _as_events(rendered: Any) -> list[CanonicalEvent]:

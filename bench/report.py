@@ -64,8 +64,15 @@ def ratios(kind: str, targets: dict[str, Result]) -> dict[str, float | None]:
         "relay_added_p50_ms": _minus(_get(r, "latency_ms", "p50"), _get(d, "latency_ms", "p50")),
         "relay_added_p99_ms": _minus(_get(r, "latency_ms", "p99"), _get(d, "latency_ms", "p99")),
     }
+    g_cpu, r_cpu = _get(g, "cpu_ms_per_request"), _get(r, "cpu_ms_per_request")
+    out["cpu_per_request_gateway_over_relay"] = _ratio(g_cpu, r_cpu)
+    out["gateway_own_cpu_ms_per_request"] = _minus(g_cpu, r_cpu)
+    out["gateway_capacity_rps_one_core"] = round(1000 / g_cpu, 1) if g_cpu else None
+    out["relay_capacity_rps_one_core"] = round(1000 / r_cpu, 1) if r_cpu else None
     if _get(g, "chunks_per_s") is not None or _get(r, "chunks_per_s") is not None:
         out["chunks_gateway_over_relay"] = _ratio(_get(g, "chunks_per_s"), _get(r, "chunks_per_s"))
+        g_chunk = _get(g, "cpu_us_per_chunk")
+        out["gateway_capacity_chunks_one_core"] = round(1e6 / g_chunk) if g_chunk else None
     if _get(g, "ttfb", "first_token_ms", "p50") is not None:
         for p in ("p50", "p99"):
             out[f"gateway_first_token_overhead_{p}_ms"] = _minus(
@@ -75,10 +82,16 @@ def ratios(kind: str, targets: dict[str, Result]) -> dict[str, float | None]:
 
 
 def _target(
-    name: str, value: float | None, op: str, limit: float, unit: str, where: str
+    name: str,
+    value: float | None,
+    op: str,
+    limit: float,
+    unit: str,
+    where: str,
+    cpu_estimate: float | None = None,
 ) -> dict[str, Any]:
     passed = None if value is None else (value >= limit if op == ">=" else value <= limit)
-    return {
+    out = {
         "name": name,
         "value": value,
         "op": op,
@@ -87,6 +100,9 @@ def _target(
         "scenario": where,
         "pass": passed,
     }
+    if cpu_estimate is not None:  # what one whole core would do, from CPU time per unit
+        out["cpu_estimate"] = cpu_estimate
+    return out
 
 
 def evaluate(scenarios: dict[str, Result], soak: Result | None) -> list[dict[str, Any]]:
@@ -108,6 +124,7 @@ def evaluate(scenarios: dict[str, Result], soak: Result | None) -> list[dict[str
             2000,
             "req/s",
             "ns-c32",
+            sc("ns-c32", "ratios", "gateway_capacity_rps_one_core"),
         ),
         _target(
             "non-streaming c=32 gateway/relay",
@@ -140,6 +157,7 @@ def evaluate(scenarios: dict[str, Result], soak: Result | None) -> list[dict[str
             40000,
             "chunks/s",
             "stream-c32",
+            sc("stream-c32", "ratios", "gateway_capacity_chunks_one_core"),
         ),
         _target("slow streams all held open, no error", held, ">=", 1, "bool", "slow-streams"),
         _target(
@@ -172,7 +190,8 @@ def _pct(v: float | None) -> float | None:
 def table(results: Result) -> str:
     rows = [
         f"{'scenario':<21}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'1st tok p99':>12}{'chunks/s':>11}{'RSS MB':>8}{'cpu%':>6}{'noise%':>7}{'errors':>8}"
+        f"{'1st tok p99':>12}{'chunks/s':>11}{'RSS MB':>8}{'cpu%':>6}{'noise%':>7}"
+        f"{'cpu ms/req':>11}{'errors':>7}"
     ]
     for name, sc in results["scenarios"].items():
         first = True
@@ -192,7 +211,7 @@ def table(results: Result) -> str:
                 f"{_fmt(lat.get('p99'), 2):>9}{_fmt(tok.get('p99'), 2):>12}"
                 f"{_fmt(res.get('chunks_per_s'), 0):>11}{_fmt(res.get('rss_mb')):>8}"
                 f"{_fmt(_pct(res.get('cpu_util')), 0):>6}{_fmt(_pct(res.get('core_other_util')), 0):>7}"
-                f"{res.get('errors', 0):>8}"
+                f"{_fmt(res.get('cpu_ms_per_request'), 3):>11}{res.get('errors', 0):>7}"
             )
         r = sc.get("ratios", {})
         bits = [
@@ -226,5 +245,8 @@ def table(results: Result) -> str:
     rows.append("")
     for t in results["targets"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]
-        rows.append(f"[{mark}] {t['name']}: {_fmt(t['value'], 3)} (target {t['op']} {t['limit']})")
+        line = f"[{mark}] {t['name']}: {_fmt(t['value'], 3)} (target {t['op']} {t['limit']})"
+        if t.get("cpu_estimate") is not None:
+            line += f"; one whole core, from CPU time: {_fmt(t['cpu_estimate'], 0)}"
+        rows.append(line)
     return "\n".join(rows)

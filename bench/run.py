@@ -218,12 +218,23 @@ class Bench:
         mine = self.procs[target].cpu_s() if target != "direct" else 0.0
         return mine, core_busy_s(self.server_cpu) if self.server_cpu is not None else 0.0
 
-    def cpu_use(self, target: str, before: tuple[float, float], seconds: float) -> dict[str, float]:
-        """The middle process's CPU use, and other processes' use of its core (noise)."""
+    def cpu_use(
+        self, target: str, before: tuple[float, float], seconds: float, requests: int, chunks: int
+    ) -> dict[str, float]:
+        """The middle process's CPU use, and other processes' use of its core (noise).
+
+        CPU time per request (and per chunk) is what the process's own work costs, and
+        holds up far better than requests/s when other processes share the core.
+        """
         if target == "direct" or not seconds:
             return {}
         mine, core = self.cpu_snapshot(target)
-        out = {"cpu_util": round((mine - before[0]) / seconds, 3)}
+        used = mine - before[0]
+        out = {"cpu_util": round(used / seconds, 3)}
+        if requests:
+            out["cpu_ms_per_request"] = round(used * 1000 / requests, 4)
+        if chunks:
+            out["cpu_us_per_chunk"] = round(used * 1e6 / chunks, 2)
         if self.server_cpu is not None:
             other = (core - before[1]) - (mine - before[0])
             out["core_other_util"] = round(max(0.0, other) / seconds, 3)
@@ -279,7 +290,8 @@ class Bench:
         if s.kind == "streams":
             before = self.cpu_snapshot(target)
             res = self.run_stream_client(ep, s, n=s.concurrency, ramp_s=s.ramp_s, concurrency=None)
-            return res | self.cpu_use(target, before, res["wall_s"]) | self.rss(target)
+            use = self.cpu_use(target, before, res["wall_s"], res["completed"], res["markers"])
+            return res | use | self.rss(target)
         body = self.body_file(ep, s)
         url = f"http://127.0.0.1:{ep.port}{ep.path}"
         common: dict[str, Any] = {
@@ -292,7 +304,7 @@ class Bench:
             run_wrk(url, body, seconds=self.args.warmup, **common)
         before = self.cpu_snapshot(target)
         res = run_wrk(url, body, seconds=self.args.duration, **common)
-        res |= self.cpu_use(target, before, res["duration_s"])
+        res |= self.cpu_use(target, before, res["duration_s"], res["requests"], res["markers"])
         if s.stream:
             res["chunks_per_s"] = round(res["markers"] / res["duration_s"], 1)
             res["ttfb"] = self.ttfb(ep, s)
@@ -333,6 +345,7 @@ class Bench:
             "wall_s": round(rep.wall_s, 3),
             "rps": round(rep.completed / rep.wall_s, 1) if rep.wall_s else 0.0,
             "chunks_per_s": round(rep.markers / rep.wall_s, 1) if rep.wall_s else 0.0,
+            "markers": rep.markers,
             "first_byte_ms": report.percentiles(rep.first_byte_ms),
             "first_token_ms": report.percentiles(rep.first_token_ms),
             "stream_ms": report.percentiles(rep.total_ms),

@@ -384,6 +384,15 @@ def _check_expression(source: str, where: tuple[str | int, ...]) -> None:
 
 #: Compiled Jinja by source text. Compiling is ~3 ms a template and a config reload compiles
 #: every preset again, nearly all unchanged: reuse them (they are immutable and thread-safe).
+_COMPILED: dict[tuple[str, str], Any] = {}
+
+
+def _remember(key: tuple[str, str], compiled: Any) -> None:
+    if len(_COMPILED) > 20_000:  # edits over a long life: bound it, never grow without end
+        _COMPILED.clear()
+    _COMPILED[key] = compiled
+
+
 def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Renderer:
     """Compile one Jinja expression to a function of the scope returning a native value."""
     source = source.strip()
@@ -392,13 +401,16 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
         if parts[0] == "self" or any(_unsafe_name(part, attribute=False) for part in parts):
             raise _refuse(source, "a path segment is internal", where)
         return _compile_plain_path(source)
-    try:
-        _check_expression(source, where)
-        expression = ENV.compile_expression(source, undefined_to_none=True)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
-        ) from exc
+    expression = _COMPILED.get(("expression", source))
+    if expression is None:
+        try:
+            _check_expression(source, where)
+            expression = ENV.compile_expression(source, undefined_to_none=True)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
+            ) from exc
+        _remember(("expression", source), expression)
 
     def evaluate(scope: Scope) -> Any:
         try:
@@ -412,10 +424,13 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
 
 
 def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
-    try:
-        template = ENV.from_string(_parse_checked(source, where))
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}", where) from exc
+    template = _COMPILED.get(("text", source))
+    if template is None:
+        try:
+            template = ENV.from_string(_parse_checked(source, where))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", where) from exc
+        _remember(("text", source), template)
 
     def render(scope: Scope) -> Any:
         try:

@@ -105,6 +105,10 @@ def _plain(node: Any, path: Path, name: str, document: Document) -> Any:
         return items
     if isinstance(node, str):
         return str(node)
+    if isinstance(node, float):  # ruamel's ScalarFloat: plain, so orjson and hashing take it
+        return float(node)
+    if isinstance(node, int) and not isinstance(node, bool):
+        return int(node)
     return node
 
 

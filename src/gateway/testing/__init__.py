@@ -1,0 +1,1 @@
+"""Snapshot testing helpers for operators' gateway.yaml mappings."""

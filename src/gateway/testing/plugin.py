@@ -1,0 +1,1 @@
+"""Pytest plugin: snapshot-test an operator's mappings (filled in below)."""

@@ -31,7 +31,7 @@ default_provider: gemini
 providers:
   gemini:
     preset: gemini
-    base_url: "{url}/v1beta"
+    base_url: "{url}"
     api_key: "${{GEMINI_TEST_KEY}}"
     retry: {{attempts: 1}}
     breaker: {{failures: 1000}}
@@ -433,6 +433,26 @@ def test_unary_prompt_blocked_is_incomplete(client: OpenAI, upstream: FakeUpstre
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "content_filter"
     assert response.output == []
+
+
+def test_unary_usage_counts_cached_and_tool_use_prompt_tokens(
+    client: OpenAI, upstream: FakeUpstream
+) -> None:
+    answer = candidate([{"text": "Cached answer."}], "STOP")
+    answer["usageMetadata"] = {
+        "promptTokenCount": 1200,
+        "cachedContentTokenCount": 1000,
+        "toolUsePromptTokenCount": 30,
+        "candidatesTokenCount": 4,
+        "thoughtsTokenCount": 16,
+        "totalTokenCount": 1250,
+    }
+    upstream.script(Reply.json(answer))
+    usage = client.responses.create(model=MODEL, input="Again?").usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (1230, 20, 1250)
+    assert usage.input_tokens_details.cached_tokens == 1000
+    assert usage.output_tokens_details.reasoning_tokens == 16
 
 
 def test_unary_function_call_id_from_gemini_is_kept(client: OpenAI, upstream: FakeUpstream) -> None:

@@ -28,7 +28,7 @@ default_provider: gemini
 providers:
   gemini:
     preset: gemini
-    base_url: "{url}/v1beta"
+    base_url: "{url}"
     api_key: gemini-agents-key
     retry: {{attempts: 1}}
 """

@@ -196,3 +196,17 @@ def test_operator_can_send_a_fallback_signature_for_unsigned_history() -> None:
         render_upstream(config, request_body("image_https_url", MODEL), ENV)["error"]["status"]
         == 400
     )
+
+
+def test_operator_can_switch_to_query_key_auth_and_another_api_version() -> None:
+    config = CONFIG.replace(
+        'api_key: "${GEMINI_KEY}"}',
+        'api_key: "${GEMINI_KEY}", base_url: "https://proxy.example/google-ai-studio",'
+        " auth: {scheme: query, name: key}, settings: {api_version: v1alpha}}",
+    )
+    rendered = render_upstream(config, {"model": MODEL, "input": "Hi", "stream": True}, ENV)
+    assert rendered["url"] == (
+        "https://proxy.example/google-ai-studio/v1alpha/models/gemini-2.5-flash"
+        ":streamGenerateContent?alt=sse&key=gemini-secret-key"
+    )
+    assert "x-goog-api-key" not in rendered["headers"]

@@ -134,7 +134,11 @@ def _resolve_preset(
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge mappings; lists and scalars replace; ``null`` deletes the key."""
+    """Deep-merge mappings; lists and scalars replace; ``null`` deletes the key.
+
+    A template form (a mapping with a ``$`` key) is one value: it replaces, and is replaced,
+    whole, so overriding a body field the preset computes with ``$if`` swaps the field.
+    """
     result = dict(base)
     for key, value in override.items():
         if value is None:
@@ -143,6 +147,7 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
             isinstance(value, Mapping)
             and isinstance(result.get(key), Mapping)
             and not _is_form(value)
+            and not _is_form(result[key])
         ):
             result[key] = merge(result[key], value)
         else:

@@ -121,6 +121,10 @@ class ProviderAdapter:
     static_headers: Mapping[str, str]
     pool_key: str  # equal keys may share one HTTP connection pool across reloads
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: ``request.let``: named values computed once per request, in order, before the request
+    #: trees, so a preset can derive a value several fields need (and an operator can still
+    #: override one body field, since the body stays a plain mapping).
+    request_let: tuple[tuple[str, Renderer], ...] = ()
 
     # ------------------------------------------------------------------ request
 
@@ -132,6 +136,8 @@ class ProviderAdapter:
             "provider": self.settings,
         }
         try:
+            for name, value in self.request_let:
+                scope[name] = value(scope)
             body = self.body(scope)
             path = self.path(scope)
             query = {k: str(v) for k, v in (self.query(scope) or {}).items()}
@@ -338,6 +344,10 @@ def compile_adapter(name: str, spec: Mapping[str, Any], auth: Auth) -> ProviderA
         query=compile_tree(request.get("query") or {}, ("request", "query")),
         headers=compile_tree(request.get("headers") or {}, ("request", "headers")),
         body=compile_tree(request.get("body"), ("request", "body")),
+        request_let=tuple(
+            (str(name), compile_tree(tree, ("request", "let", name)))
+            for name, tree in (request.get("let") or {}).items()
+        ),
         response_events=compile_tree(response.get("events"), ("response", "events")),
         stream=StreamSpec(
             framing=str(stream.get("framing", "sse")),

@@ -51,7 +51,7 @@ _PREFIX = re.compile(r"^(?P<provider>[A-Za-z][\w.-]*):(?P<model>.+)$")
 
 
 def parse_target(text: str) -> tuple[str, str] | None:
-    """``"claude:claude-sonnet-4-5"`` → ``("claude", "claude-sonnet-4-5")``."""
+    """``"local:llama3:8b"`` → ``("local", "llama3:8b")``."""
     match = _PREFIX.match(text)
     return (match.group("provider"), match.group("model")) if match else None
 

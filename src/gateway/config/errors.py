@@ -8,7 +8,7 @@ Path = tuple[str | int, ...]
 
 
 def format_path(path: Path) -> str:
-    """``("providers", "claude", "preset")`` → ``providers.claude.preset``; indexes as ``[2]``."""
+    """``("providers", "local", "preset")`` → ``providers.local.preset``; indexes as ``[2]``."""
     text = ""
     for part in path:
         if isinstance(part, int):

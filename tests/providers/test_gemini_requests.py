@@ -210,3 +210,25 @@ def test_operator_can_switch_to_query_key_auth_and_another_api_version() -> None
         ":streamGenerateContent?alt=sse&key=gemini-secret-key"
     )
     assert "x-goog-api-key" not in rendered["headers"]
+
+
+def test_operator_can_add_or_replace_one_body_field() -> None:
+    config = """
+default_provider: gemini
+providers:
+  gemini:
+    preset: gemini
+    api_key: "${GEMINI_KEY}"
+    request:
+      body:
+        safetySettings:
+          - {category: HARM_CATEGORY_HARASSMENT, threshold: BLOCK_ONLY_HIGH}
+        toolConfig: {functionCallingConfig: {mode: VALIDATED}}
+"""
+    body = render_upstream(config, request_body("tool_choice_named", MODEL), ENV)["body"]
+    assert body["safetySettings"] == [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}
+    ]
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "VALIDATED"}}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Weather in Rome?"}]}]
+    assert body["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"

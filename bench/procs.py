@@ -178,6 +178,20 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def set_priority(nice: int) -> None:
+    """Niceness for this process and the children it starts, against other sessions too.
+
+    With the kernel's autogroup scheduling on (most distributions), niceness only weighs
+    processes of one session against each other; the session's own weight is the autogroup's
+    nice value, so that is set as well.
+    """
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        with contextlib.suppress(OSError):
+            autogroup.write_text(str(nice))
+
+
 def pin_self(cpu: int) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})

@@ -32,6 +32,7 @@ from bench.procs import (
     pin_self,
     post,
     raise_nofile,
+    set_priority,
     start,
     wait_listening,
 )
@@ -85,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results path")
     p.add_argument("--no-pin", action="store_true", help="don't pin processes to cores")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="CPU priority for the bench's processes (e.g. -10, as root, on a shared machine)",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep server logs (path printed)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = p.parse_args(argv)
@@ -457,6 +464,7 @@ class Bench:
             "duration_s": self.args.duration,
             "warmup_s": self.args.warmup,
             "relay_client": self.args.relay_client,
+            "nice": self.args.nice,
             "pinning": {"gateway_relay_cpu": self.server_cpu, "upstream_load_cpu": self.load_cpu},
         }
 
@@ -477,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: open-files limit {nofile}; 1,000 streams need ~4,000")
     if not args.no_pin and (os.cpu_count() or 1) >= 2:
         pin_self(LOAD_CPU)
+    if args.nice:
+        set_priority(args.nice)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     if args.keep_logs:
         log(f"logs and configs in {workdir}")

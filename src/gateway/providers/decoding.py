@@ -92,7 +92,7 @@ class SSEDecoder:
 
 
 class NDJSONDecoder:
-    """One JSON document per line (Ollama-style and some proxies)."""
+    """One JSON document per line (some native APIs and proxies stream this way)."""
 
     def __init__(self) -> None:
         self._buffer = b""

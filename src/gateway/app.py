@@ -31,6 +31,7 @@ from gateway.config.build import Runtime
 from gateway.config.store import RuntimeStore
 from gateway.config.watcher import ConfigReloader, poll_interval_from_env
 from gateway.errors import GatewayError
+from gateway.observability import Observability, configure_logging
 from gateway.providers.transport import TransportPool
 from gateway.resilience import BreakerBoard
 from gateway.settings import Settings
@@ -128,16 +129,21 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     path = config_path or settings.config_path
     store = RuntimeStore.from_file(path)
     watch_enabled = settings.watch_config if watch is None else watch
+    observability = Observability()
+    observability.watch(store)
+    logs = observability.current.logs  # a worker process sets its logging up here
+    configure_logging(logs.format, logs.level or os.environ.get("GATEWAY_LOG_LEVEL"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = GatewayState(
             store=store,
-            transports=TransportPool(),
-            agent_bus=create_bus(store.current.agents.backend),
+            transports=TransportPool(event_hooks=observability.upstream_event_hooks()),
+            agent_bus=observability.instrument_bus(create_bus(store.current.agents.backend)),
             limiter=create_limiter(store.current.server.redis_url),
         )
         app.state.gateway = state
+        observability.breakers = state.breakers
         host = os.environ.get("GATEWAY_HOST")
         announce(store.current, host)
         store.on_swap(lambda old, new: _announce_access_change(old, new, host))
@@ -152,6 +158,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
             await state.agent_bus.close()
             await state.limiter.aclose()
             await state.transports.aclose()
+            observability.shutdown()
 
     app = FastAPI(
         title="Gateway",
@@ -171,6 +178,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(AccessMiddleware, store=store)  # gateway keys: 401 before any work
+    observability.install(app)  # /metrics; logs, metrics, spans per request (401s included)
     app.add_middleware(RequestIdMiddleware)
     # httpx logs every request URL at INFO, and a query-auth provider's key is in the URL.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))

@@ -24,15 +24,18 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.config.errors import ConfigError
 
     try:
-        load_runtime(config_path)
+        runtime = load_runtime(config_path)
     except ConfigError as exc:
         print(f"gateway: cannot start, {config_path} has errors:", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from gateway.observability import configure_logging
+    from gateway.observability.settings import ObservabilitySettings
+
+    logs = ObservabilitySettings.from_config(runtime.raw.get("observability")).logs
+    os.environ["GATEWAY_LOG_LEVEL"] = args.log_level  # worker processes set logging up from it
+    configure_logging(logs.format, logs.level or args.log_level, force=True)
     logging.getLogger("gateway").info(
         "serving %s on http://%s:%s", config_path, args.host, args.port
     )
@@ -47,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=args.log_level,
+        log_config=None,  # uvicorn's lines go through the gateway's handler (JSON or text)
         access_log=args.access_log,
         timeout_graceful_shutdown=5,
     )

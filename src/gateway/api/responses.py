@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.access.guard import Grant, admit
 from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
+from gateway.observability import RequestRecord, record_for
 from gateway.providers.adapter import RETRYABLE_CLASSES, ProviderAdapter, UpstreamFailure
 from gateway.providers.call import UpstreamError, UpstreamStream, call_whole, open_stream
 from gateway.resilience import class_of_stream_error, retry_after_seconds
@@ -67,6 +68,7 @@ class Flow:
     first_token_at: float | None = None
     error_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    record: RequestRecord | None = None  # observability: logs, metrics, spans, cost
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -108,11 +110,16 @@ async def create_response(request: Request) -> Response:
     runtime = state.store.current  # this request's snapshot, to the end
     raw = await read_body(request, runtime.limits.max_body_bytes)
     parsed = parse_body(raw, runtime.limits)
+    record = record_for(request)
+    record.begin(runtime, requested_model=parsed.model, stream=parsed.stream, body=parsed.body)
     flow = Flow(runtime, state, parsed, runtime.router.resolve(parsed.model), started)
+    flow.record = record
+    record.routed(flow.route.alias)
     grant = await admit(request, runtime, flow.route)  # 403 / 429 before any upstream call
     try:
         if parsed.stream:
             primed = await _until_disconnect(request, _with_fallbacks(flow, _open_primed_stream))
+            record.first_token()
             headers = {
                 **flow.headers(),
                 **grant.headers,
@@ -126,6 +133,7 @@ async def create_response(request: Request) -> Response:
     except GatewayError as error:
         error.headers = {**flow.headers(), **grant.headers, **error.headers}
         raise
+    record.finish(emitter.response, emitter.finish_reason)  # before the head: cost header
     await grant.settle(emitter.response.get("usage"))  # tokens per minute: the real usage
     headers = {
         **flow.headers(),
@@ -170,11 +178,18 @@ async def _with_fallbacks(
         for number in range(1, policy.attempts + 1):
             flow.attempts += 1
             flow.target = target
+            observed = (
+                flow.record.start_attempt(target.provider, target.model, base_url=adapter.base_url)
+                if flow.record is not None
+                else None
+            )
             try:
                 result = await attempt(flow, target, adapter)
             except UpstreamError as exc:
                 last = exc.failure
                 flow.error_class = last.error_class
+                if observed is not None:
+                    observed.failed(last.error_class, last.error.status, last.error.message)
                 if last.error_class in RETRYABLE_CLASSES:
                     breaker.record_failure()
                 else:
@@ -191,6 +206,8 @@ async def _with_fallbacks(
                     delay,
                     last.error_class,
                 )
+                if flow.record is not None:
+                    flow.record.waited(delay)  # back-off: neither upstream time nor overhead
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
@@ -418,5 +435,7 @@ async def _relay(
             )
     finally:
         await upstream.aclose()
+        if flow.record is not None:
+            flow.record.finish(emitter.response, emitter.finish_reason)
         if grant is not None:
             grant.settle_soon(emitter.response.get("usage"))

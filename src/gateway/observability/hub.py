@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gateway.agents.bus import AgentBus
     from gateway.config.build import Runtime
     from gateway.config.store import RuntimeStore
+    from gateway.resilience import BreakerBoard
 
 request_logger = logging.getLogger("gateway.request")
 breaker_logger = logging.getLogger("gateway.breaker")
@@ -50,6 +51,7 @@ class Observability:
         self.metrics_path = "/metrics"
         self._settings: dict[str, ObservabilitySettings] = {}
         self.current = ObservabilitySettings()
+        self.breakers: BreakerBoard | None = None  # the app's circuit breakers, read after requests
 
     # ------------------------------------------------------------------ wiring
 
@@ -108,12 +110,14 @@ class Observability:
 
     def breaker_changed(self, provider: str, state: str, reason: str | None = None) -> None:
         """A circuit breaker changed state: the gauge, and one log line per transition."""
-        if self.metrics.breaker(provider, state):
+        previous = self.metrics.breaker(provider, state)
+        if previous != state and (previous is not None or state != "closed"):
             level = logging.WARNING if state == "open" else logging.INFO
             breaker_logger.log(
                 level,
-                "breaker for provider '%s' is %s",
+                "breaker for provider '%s': %s -> %s",
                 provider,
+                previous or "closed",
                 state,
                 extra={
                     "gateway": {
@@ -197,12 +201,24 @@ class Observability:
         settings = record.settings or self.current
         if record.is_llm:
             self.metrics.in_flight.dec()
+            if self.breakers is not None and record.attempts:
+                self._breaker_states(record)
             if settings.metrics.enabled:
                 self._count(record, duration, overhead)
         if record.span is not None:
             self._end_span(record)
         if settings.logs.requests:
             self._log(record, duration, overhead, settings)
+
+    def _breaker_states(self, record: RequestRecord) -> None:
+        """Breakers change state inside the request flow; look at those it used."""
+        assert self.breakers is not None
+        for provider in {attempt.provider for attempt in record.attempts}:
+            snapshot = self.breakers.state(provider)
+            if snapshot is not None:
+                self.breaker_changed(
+                    provider, str(snapshot.get("state")), reason=record.error_class
+                )
 
     def _count(self, record: RequestRecord, duration: float, overhead: float) -> None:
         metrics = self.metrics
@@ -235,11 +251,13 @@ class Observability:
         for attempt in record.attempts:
             if attempt.error_class is not None:
                 metrics.upstream_errors.labels(attempt.provider, attempt.error_class).inc()
-        retries = record.retries
-        if retries:
-            metrics.retries.labels(provider).inc(retries)
-        for before, after in record.fallbacks:
-            metrics.fallbacks.labels(record.alias or "none", before, after).inc()
+        for before, after in zip(record.attempts, record.attempts[1:], strict=False):
+            if (before.provider, before.model) == (after.provider, after.model):
+                metrics.retries.labels(after.provider).inc()
+            else:
+                metrics.fallbacks.labels(
+                    record.alias or "none", before.provider, after.provider
+                ).inc()
 
     def _end_span(self, record: RequestRecord) -> None:
         span = record.span

@@ -114,6 +114,7 @@ def configure_logging(
     ours = next((h for h in root.handlers if isinstance(h, GatewayLogHandler)), None)
     if ours is not None and not force:
         ours.set_format(fmt)
+        _route_uvicorn()
         if level is not None:
             logging.getLogger("gateway").setLevel(_level(level))
         return ours
@@ -127,11 +128,18 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(_level(level or "info"))
     logging.getLogger("gateway").setLevel(_level(level or "info"))
+    _route_uvicorn()
+    return handler
+
+
+def _route_uvicorn() -> None:
+    """uvicorn's loggers that have handlers of their own write through ours instead (one shape
+    for every line); a logger uvicorn silenced (``access_log=False``) stays silent."""
     for name in UVICORN_LOGGERS:
         uvicorn_logger = logging.getLogger(name)
-        uvicorn_logger.handlers.clear()
-        uvicorn_logger.propagate = True
-    return handler
+        if uvicorn_logger.handlers:
+            uvicorn_logger.handlers.clear()
+            uvicorn_logger.propagate = True
 
 
 def set_log_format(fmt: LogFormat) -> None:

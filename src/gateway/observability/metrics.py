@@ -190,12 +190,13 @@ class GatewayMetrics:
         self._version = version
         self.config_info.labels(version).set(1)
 
-    def breaker(self, provider: str, state: str) -> bool:
-        """Set a provider's breaker state; True when it changed."""
-        changed = self._breakers.get(provider) != state
-        self._breakers[provider] = state
-        self.breaker_state.labels(provider).set(BREAKER_STATES.get(state, 0))
-        return changed
+    def breaker(self, provider: str, state: str) -> str | None:
+        """Set a provider's breaker state; returns the state it had (None: first seen)."""
+        previous = self._breakers.get(provider)
+        if previous != state:
+            self._breakers[provider] = state
+            self.breaker_state.labels(provider).set(BREAKER_STATES.get(state, 0))
+        return previous
 
     def agent_message_sent(self, channel: str | None, recipients: Iterable[str]) -> None:
         self.agent_sent.labels(channel or "direct").inc()

@@ -4,7 +4,8 @@ The middleware opens a ``RequestRecord`` for every request and closes it after t
 is sent; between the two the request flow tells it what happened::
 
     record = current_record()          # or record_for(request)
-    record.begin(runtime, requested_model=..., stream=..., alias=..., body=...)
+    record.begin(runtime, requested_model=..., stream=..., body=...)
+    record.routed(route.alias)
     attempt = record.start_attempt(provider, upstream_model, base_url=adapter.base_url)
     attempt.failed(failure.error_class, failure.error.status, failure.error.message)  # or not
     record.first_token()               # first content delta of a stream
@@ -126,15 +127,13 @@ class RequestRecord:
         *,
         requested_model: str,
         stream: bool,
-        alias: str | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> None:
-        """The request is parsed and routed against ``runtime`` (its config snapshot)."""
+        """The request is parsed; it runs against ``runtime`` (its config snapshot)."""
         self.runtime = runtime
         self.config_version = runtime.version
         self.requested_model = requested_model
         self.stream = stream
-        self.alias = alias
         settings = self.settings = (
             self.hub.settings_for(runtime) if self.hub is not None else ObservabilitySettings()
         )
@@ -149,8 +148,12 @@ class RequestRecord:
             span.set_attribute("gen_ai.request.model", requested_model)
             span.set_attribute("gateway.config_version", runtime.version)
             span.set_attribute("gateway.stream", stream)
-            if alias is not None:
-                span.set_attribute("gateway.alias", alias)
+
+    def routed(self, alias: str | None) -> None:
+        """The model name resolved; ``alias`` when it was one of ``models:``."""
+        self.alias = alias
+        if alias is not None and self.span is not None:
+            self.span.set_attribute("gateway.alias", alias)
 
     def start_attempt(
         self,
@@ -189,7 +192,7 @@ class RequestRecord:
         }
         if base_url:
             url = urlsplit(base_url)
-            if url.hostname:
+            if url.hostname and url.scheme in ("http", "https"):  # not builtin:// upstreams
                 attributes["server.address"] = url.hostname
                 attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
         if request is not None:
@@ -230,7 +233,9 @@ class RequestRecord:
     def finish(self, response: Mapping[str, Any], finish_reason: str | None = None) -> None:
         """The final Response object: usage, outcome and cost (before the head is sent, when
         not streaming, so the cost can go into a response header)."""
-        self.outcome = response.get("status")
+        status = response.get("status")
+        # A stream the client left is still "in_progress": no outcome (closed as disconnected).
+        self.outcome = status if status in ("completed", "incomplete", "failed") else None
         self.finish_reason = finish_reason
         error = response.get("error")
         if self.outcome == "failed" and isinstance(error, Mapping):
@@ -279,23 +284,6 @@ class RequestRecord:
             span.set_attribute("gateway.cost_usd", self.cost_usd)
 
     # ------------------------------------------------------------------ derived
-
-    @property
-    def retries(self) -> int:
-        return sum(
-            1
-            for before, after in zip(self.attempts, self.attempts[1:], strict=False)
-            if (before.provider, before.model) == (after.provider, after.model)
-        )
-
-    @property
-    def fallbacks(self) -> list[tuple[str, str]]:
-        """(from provider, to provider) for each move to another target."""
-        return [
-            (before.provider, after.provider)
-            for before, after in zip(self.attempts, self.attempts[1:], strict=False)
-            if (before.provider, before.model) != (after.provider, after.model)
-        ]
 
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"

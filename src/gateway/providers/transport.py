@@ -7,6 +7,9 @@ that leaves a provider's connection settings unchanged keeps its warm connection
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import httpx
 
 from gateway.providers.adapter import ProviderAdapter
@@ -14,18 +17,21 @@ from gateway.providers.builtin import BUILTIN_UPSTREAMS
 
 
 class TransportPool:
-    def __init__(self) -> None:
+    def __init__(self, event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None) -> None:
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._event_hooks = dict(event_hooks or {})  # httpx hooks on every client (timing)
 
     def client_for(self, adapter: ProviderAdapter) -> httpx.AsyncClient:
         client = self._clients.get(adapter.pool_key)
         if client is None:
-            client = self._make_client(adapter)
+            client = self._make_client(adapter, self._event_hooks)
             self._clients[adapter.pool_key] = client
         return client
 
     @staticmethod
-    def _make_client(adapter: ProviderAdapter) -> httpx.AsyncClient:
+    def _make_client(
+        adapter: ProviderAdapter, event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None
+    ) -> httpx.AsyncClient:
         timeouts = adapter.timeouts
         timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
@@ -36,8 +42,12 @@ class TransportPool:
         if adapter.base_url.startswith("builtin://"):
             name = adapter.base_url.removeprefix("builtin://").split("/", 1)[0]
             app = BUILTIN_UPSTREAMS[name]
-            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=timeout)
-        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), timeout=timeout, event_hooks=event_hooks
+            )
+        return httpx.AsyncClient(
+            timeout=timeout, limits=limits, follow_redirects=False, event_hooks=event_hooks
+        )
 
     async def retain(self, pool_keys: set[str]) -> None:
         """Close clients no current provider uses (called after a reload's swap)."""

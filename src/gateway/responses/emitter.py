@@ -188,6 +188,11 @@ class ResponseEmitter:
         """A terminal event has been produced; later events are ignored."""
         return self._done
 
+    @property
+    def finish_reason(self) -> str | None:
+        """The upstream's own finish reason (``stop``, ``end_turn``...), for logs and traces."""
+        return self._finish
+
     # ------------------------------------------------------------------ outward
 
     def _event(self, out: list[ResponsesEvent], event: ResponsesEvent) -> None:

@@ -39,6 +39,8 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from gateway.expressions import compile_fast
+
 Scope = Mapping[str, Any]
 Renderer = Callable[[Scope], Any]
 
@@ -253,37 +255,7 @@ ENV: Final = _make_environment()
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.S)
 _PLAIN_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*|\[\d+\])*$")
-_PATH_PART = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
 _JINJA_MARKERS = ("{{", "{%", "{#")
-
-
-def _lenient_get(value: Any, key: str | int) -> Any:
-    if isinstance(value, Mapping):
-        return value.get(key)
-    if isinstance(key, int) and isinstance(value, list | tuple):
-        return value[key] if -len(value) <= key < len(value) else None
-    return None
-
-
-def _compile_plain_path(path: str) -> Renderer:
-    """``a.b[0].c`` as direct lookups: missing anywhere yields ``None`` (the field is dropped)."""
-    head, _, _ = path.partition(".")
-    head = head.split("[", 1)[0]
-    steps: list[str | int] = []
-    for match in _PATH_PART.finditer(path[len(head) :]):
-        name, index = match.groups()
-        steps.append(name if name is not None else int(index))
-    frozen = tuple(steps)
-
-    def lookup(scope: Scope) -> Any:
-        value = scope.get(head)
-        for step in frozen:
-            if value is None:
-                return None
-            value = _lenient_get(value, step)
-        return value
-
-    return lookup
 
 
 # --------------------------------------------------------------------------- sandbox checks
@@ -400,27 +372,40 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
         parts = re.split(r"[.\[\]]", source)
         if parts[0] == "self" or any(_unsafe_name(part, attribute=False) for part in parts):
             raise _refuse(source, "a path segment is internal", where)
-        return _compile_plain_path(source)
     expression = _COMPILED.get(("expression", source))
     if expression is None:
         try:
             _check_expression(source, where)
-            expression = ENV.compile_expression(source, undefined_to_none=True)
+            expression = _fast_or_jinja(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
             ) from exc
         _remember(("expression", source), expression)
+    compiled: Callable[[Scope], Any] = expression
 
     def evaluate(scope: Scope) -> Any:
         try:
-            return expression(**scope)
+            return compiled(scope)
         except RenderError:
             raise
         except Exception as exc:  # a template bug, reported with its source
             raise RenderError(f"{{{{ {source} }}}}: {exc}") from exc
 
     return evaluate
+
+
+def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
+    """A closure compiled from the expression's AST, or Jinja's evaluator when it must be."""
+    parser = Parser(ENV, source, state="variable")
+    node = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    fast = compile_fast(node, ENV)
+    if fast is not None:
+        return fast
+    slow = ENV.compile_expression(source, undefined_to_none=True)
+    return lambda scope: slow(**scope)
 
 
 def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:

@@ -1,0 +1,268 @@
+"""Jinja expressions compiled to plain Python closures, for the per-request and per-chunk path.
+
+Jinja evaluates an expression by building a fresh render context for every call, which costs
+tens of microseconds (it copies the environment's globals each time). Mapping templates run on
+every upstream chunk, so this module walks the parsed expression once and builds a closure per
+node instead. It covers what mapping templates use — names, dotted and indexed lookups,
+literals, conditionals, boolean logic, comparisons, arithmetic, ``~``, filters, tests and calls
+of the template globals. Anything else (method calls, slices, dynamic arguments) returns
+``None`` from ``compile_fast`` and the caller uses Jinja's own evaluator.
+
+Semantics follow the sandbox's: lookups read mapping keys and sequence items only (never
+Python attributes), and a missing value is Jinja's chainable undefined, so ``a.b.c`` on missing
+data is falsy, ``is defined`` is false, and a leaf yields ``None``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from jinja2 import nodes
+from jinja2.nodes import EvalContext
+from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg
+
+Scope = Mapping[str, Any]
+Closure = Callable[[Scope], Any]
+
+MISSING: Final = ChainableUndefined()
+
+_BINARY: Final[dict[type[nodes.BinExpr], Callable[[Any, Any], Any]]] = {
+    nodes.Add: operator.add,
+    nodes.Sub: operator.sub,
+    nodes.Mul: operator.mul,
+    nodes.Div: operator.truediv,
+    nodes.FloorDiv: operator.floordiv,
+    nodes.Mod: operator.mod,
+}
+
+_COMPARE: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "gt": operator.gt,
+    "lteq": operator.le,
+    "gteq": operator.ge,
+    "in": lambda left, right: left in right,
+    "notin": lambda left, right: left not in right,
+}
+
+
+class Unsupported(Exception):
+    """An expression this compiler leaves to Jinja."""
+
+
+def lookup(value: Any, key: Any) -> Any:
+    """``value.key`` / ``value[key]`` on data: mapping keys and sequence items, else undefined."""
+    if type(value) is dict:  # the common case, without an ABC check
+        return value.get(key, MISSING)
+    if type(value) is list and type(key) is int:
+        return value[key] if -len(value) <= key < len(value) else MISSING
+    if isinstance(value, Mapping):
+        return value.get(key, MISSING)
+    if isinstance(key, int) and isinstance(value, Sequence) and not isinstance(value, str):
+        return value[key] if -len(value) <= key < len(value) else MISSING
+    return MISSING
+
+
+def compile_fast(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
+    """A closure evaluating ``expression``, or ``None`` when Jinja must evaluate it."""
+    try:
+        closure = _Compiler(environment).build(expression)
+    except Unsupported:
+        return None
+
+    def evaluate(scope: Scope) -> Any:
+        value = closure(scope)
+        return None if isinstance(value, Undefined) else value
+
+    return evaluate
+
+
+class _Compiler:
+    def __init__(self, environment: SandboxedEnvironment) -> None:
+        self.environment = environment
+        self.eval_context = EvalContext(environment)
+
+    def build(self, node: nodes.Node) -> Closure:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise Unsupported(type(node).__name__)
+        closure: Closure = method(node)
+        return closure
+
+    # ------------------------------------------------------------------ leaves
+
+    def _Const(self, node: nodes.Const) -> Closure:
+        value = node.value
+        return lambda scope: value
+
+    def _Name(self, node: nodes.Name) -> Closure:
+        name = node.name
+        globals_ = self.environment.globals
+        if name in ("true", "True"):
+            return lambda scope: True
+        if name in ("false", "False"):
+            return lambda scope: False
+        if name in ("none", "None"):
+            return lambda scope: None
+
+        def load(scope: Scope) -> Any:
+            value = scope.get(name, MISSING)
+            if value is MISSING:
+                return globals_.get(name, MISSING)
+            return value
+
+        return load
+
+    def _List(self, node: nodes.List) -> Closure:
+        items = [self.build(item) for item in node.items]
+        return lambda scope: [item(scope) for item in items]
+
+    def _Tuple(self, node: nodes.Tuple) -> Closure:
+        items = [self.build(item) for item in node.items]
+        return lambda scope: tuple(item(scope) for item in items)
+
+    def _Dict(self, node: nodes.Dict) -> Closure:
+        pairs = [(self.build(pair.key), self.build(pair.value)) for pair in node.items]
+        return lambda scope: {key(scope): value(scope) for key, value in pairs}
+
+    # ------------------------------------------------------------------ lookups
+
+    def _Getattr(self, node: nodes.Getattr) -> Closure:
+        target = self.build(node.node)
+        name = node.attr
+        if name.startswith("_"):
+            raise Unsupported("internal attribute")  # Jinja's sandbox decides
+        return lambda scope: lookup(target(scope), name)
+
+    def _Getitem(self, node: nodes.Getitem) -> Closure:
+        if isinstance(node.arg, nodes.Slice):
+            raise Unsupported("slice")
+        target = self.build(node.node)
+        if isinstance(node.arg, nodes.Const):
+            key = node.arg.value
+            if isinstance(key, str) and key.startswith("_"):
+                raise Unsupported("internal key")
+            return lambda scope: lookup(target(scope), key)
+        argument = self.build(node.arg)
+
+        def item(scope: Scope) -> Any:
+            key = argument(scope)
+            if isinstance(key, str) and key.startswith("_"):
+                return MISSING
+            return lookup(target(scope), key)
+
+        return item
+
+    # ------------------------------------------------------------------ logic
+
+    def _CondExpr(self, node: nodes.CondExpr) -> Closure:
+        test = self.build(node.test)
+        then = self.build(node.expr1)
+        otherwise = self.build(node.expr2) if node.expr2 is not None else (lambda scope: MISSING)
+        return lambda scope: then(scope) if test(scope) else otherwise(scope)
+
+    def _And(self, node: nodes.And) -> Closure:
+        left, right = self.build(node.left), self.build(node.right)
+        return lambda scope: left(scope) and right(scope)
+
+    def _Or(self, node: nodes.Or) -> Closure:
+        left, right = self.build(node.left), self.build(node.right)
+        return lambda scope: left(scope) or right(scope)
+
+    def _Not(self, node: nodes.Not) -> Closure:
+        inner = self.build(node.node)
+        return lambda scope: not inner(scope)
+
+    def _Neg(self, node: nodes.Neg) -> Closure:
+        inner = self.build(node.node)
+        return lambda scope: -inner(scope)
+
+    def _Compare(self, node: nodes.Compare) -> Closure:
+        first = self.build(node.expr)
+        steps = [(_COMPARE[operand.op], self.build(operand.expr)) for operand in node.ops]
+
+        def compare(scope: Scope) -> Any:
+            left = first(scope)
+            for function, right_closure in steps:
+                right = right_closure(scope)
+                if not function(left, right):
+                    return False
+                left = right
+            return True
+
+        return compare
+
+    def _binary(self, node: nodes.BinExpr) -> Closure:
+        function = _BINARY[type(node)]
+        left, right = self.build(node.left), self.build(node.right)
+        return lambda scope: function(left(scope), right(scope))
+
+    _Add = _Sub = _Mul = _Div = _FloorDiv = _Mod = _binary
+
+    def _Concat(self, node: nodes.Concat) -> Closure:
+        parts = [self.build(part) for part in node.nodes]
+        return lambda scope: "".join(str(part(scope)) for part in parts)
+
+    # ------------------------------------------------------------------ filters, tests, calls
+
+    def _arguments(
+        self, node: nodes.Filter | nodes.Test | nodes.Call
+    ) -> tuple[list[Closure], list[tuple[str, Closure]]]:
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            raise Unsupported("dynamic arguments")
+        args = [self.build(arg) for arg in node.args]
+        kwargs = [(str(keyword.key), self.build(keyword.value)) for keyword in node.kwargs]
+        return args, kwargs
+
+    def _prefix(self, function: Callable[..., Any]) -> tuple[Any, ...]:
+        passing = _PassArg.from_obj(function)
+        if passing is None:
+            return ()
+        if passing is _PassArg.environment:
+            return (self.environment,)
+        if passing is _PassArg.eval_context:
+            return (self.eval_context,)
+        raise Unsupported("context filter")
+
+    def _apply(
+        self,
+        function: Callable[..., Any],
+        subject: Closure | None,
+        node: nodes.Filter | nodes.Test | nodes.Call,
+    ) -> Closure:
+        prefix = self._prefix(function)
+        args, kwargs = self._arguments(node)
+
+        def call(scope: Scope) -> Any:
+            positional = [argument(scope) for argument in args]
+            named = {key: value(scope) for key, value in kwargs}
+            if subject is None:
+                return function(*prefix, *positional, **named)
+            return function(*prefix, subject(scope), *positional, **named)
+
+        return call
+
+    def _Filter(self, node: nodes.Filter) -> Closure:
+        function: Any = self.environment.filters.get(node.name)
+        if function is None or node.node is None:
+            raise Unsupported(f"filter {node.name}")
+        return self._apply(function, self.build(node.node), node)
+
+    def _Test(self, node: nodes.Test) -> Closure:
+        function: Any = self.environment.tests.get(node.name)
+        if function is None:
+            raise Unsupported(f"test {node.name}")
+        return self._apply(function, self.build(node.node), node)
+
+    def _Call(self, node: nodes.Call) -> Closure:
+        if not isinstance(node.node, nodes.Name):
+            raise Unsupported("method call")
+        function: Any = self.environment.globals.get(node.node.name)
+        if not callable(function):
+            raise Unsupported(f"call of {node.node.name}")
+        return self._apply(function, None, node)

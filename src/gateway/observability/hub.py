@@ -7,6 +7,7 @@ record produces (the log line, the metrics, the end of the server span) happens 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -222,6 +223,7 @@ class Observability:
 
     def _count(self, record: RequestRecord, duration: float, overhead: float) -> None:
         metrics = self.metrics
+        child = metrics.child
         provider = record.provider or "none"
         model = metrics.model_label(record.upstream_model)
         exemplar = (
@@ -232,32 +234,32 @@ class Observability:
                 "request_id": record.request_id[:EXEMPLAR_REQUEST_ID_CHARS],
             }
         )
-        metrics.requests.labels(provider, model, str(record.status)).inc(exemplar=exemplar)
         stream = "true" if record.stream else "false"
-        metrics.latency.labels(provider, model, stream).observe(duration, exemplar)
-        metrics.overhead.labels(stream).observe(overhead, exemplar)
+        child(metrics.requests, provider, model, str(record.status)).inc(exemplar=exemplar)
+        child(metrics.latency, provider, model, stream).observe(duration, exemplar)
+        child(metrics.overhead, stream).observe(overhead)
         if record.first_token_at is not None:
-            metrics.ttft.labels(provider, model).observe(
-                record.first_token_at - record.started, exemplar
-            )
+            child(metrics.ttft, provider, model).observe(record.first_token_at - record.started)
         if record.input_tokens:
-            metrics.tokens.labels(provider, model, "input").inc(record.input_tokens)
+            child(metrics.tokens, provider, model, "input").inc(record.input_tokens)
         if record.output_tokens:
-            metrics.tokens.labels(provider, model, "output").inc(record.output_tokens)
+            child(metrics.tokens, provider, model, "output").inc(record.output_tokens)
         if record.cached_tokens:
-            metrics.tokens.labels(provider, model, "cached_input").inc(record.cached_tokens)
+            child(metrics.tokens, provider, model, "cached_input").inc(record.cached_tokens)
         if record.cost_usd:
-            metrics.cost.labels(provider, model).inc(record.cost_usd)
-        for attempt in record.attempts:
+            child(metrics.cost, provider, model).inc(record.cost_usd)
+        attempts = record.attempts
+        if len(attempts) == 1 and attempts[0].error_class is None:
+            return
+        for attempt in attempts:
             if attempt.error_class is not None:
-                metrics.upstream_errors.labels(attempt.provider, attempt.error_class).inc()
-        for before, after in zip(record.attempts, record.attempts[1:], strict=False):
+                child(metrics.upstream_errors, attempt.provider, attempt.error_class).inc()
+        for before, after in itertools.pairwise(attempts):
             if (before.provider, before.model) == (after.provider, after.model):
-                metrics.retries.labels(after.provider).inc()
+                child(metrics.retries, after.provider).inc()
             else:
-                metrics.fallbacks.labels(
-                    record.alias or "none", before.provider, after.provider
-                ).inc()
+                alias = record.alias or "none"
+                child(metrics.fallbacks, alias, before.provider, after.provider).inc()
 
     def _end_span(self, record: RequestRecord) -> None:
         span = record.span
@@ -284,6 +286,9 @@ class Observability:
         overhead: float,
         settings: ObservabilitySettings,
     ) -> None:
+        level = logging.WARNING if record.status >= 500 else logging.INFO
+        if not request_logger.isEnabledFor(level):
+            return
         fields: dict[str, Any] = {
             "event": "request",
             "method": record.method,
@@ -319,7 +324,7 @@ class Observability:
         if settings.logs.content and record.is_llm:
             fields.update(input=record.input_content, output=record.output_content)
         request_logger.log(
-            logging.WARNING if record.status >= 500 else logging.INFO,
+            level,
             "%s %s %s %.1fms",
             record.method,
             record.path,

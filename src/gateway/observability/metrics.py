@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -179,6 +180,16 @@ class GatewayMetrics:
         )
         self._version: str | None = None
         self._breakers: dict[str, str] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: ``labels`` validates and locks on every
+        call, which is most of the cost of counting a request."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     # ------------------------------------------------------------------ events
 

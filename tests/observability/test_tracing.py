@@ -212,3 +212,29 @@ async def test_tracing_off_never_loads_the_sdk(tmp_path: Path) -> None:
     assert response.headers["x-trace-id"] == PARENT_TRACE  # correlation without tracing
     assert loaded == []
     assert not app.state.observability.tracing.enabled
+
+
+def test_tracing_follows_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload that turns tracing on builds an OTLP pipeline, one that changes nothing
+    keeps it, one that turns it off drops it. (Nothing is exported: no span is made.)"""
+    from gateway.observability.settings import TracingSettings
+    from gateway.observability.tracing import Tracing
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    tracing = Tracing()
+    tracing.configure(TracingSettings())
+    assert not tracing.enabled
+    on = TracingSettings(enabled=True, endpoint="http://127.0.0.1:9/", service_name="edge")
+    tracing.configure(on)
+    tracer = tracing.tracer
+    assert tracer is not None
+    provider = tracing._provider
+    assert provider is not None and provider.resource.attributes["service.name"] == "edge"
+    [processor] = provider._active_span_processor._span_processors
+    assert processor.span_exporter._endpoint == "http://127.0.0.1:9/v1/traces"
+    tracing.configure(
+        TracingSettings(enabled=True, endpoint="http://127.0.0.1:9/", service_name="edge")
+    )
+    assert tracing.tracer is tracer  # unchanged settings keep the pipeline
+    tracing.configure(TracingSettings())
+    assert not tracing.enabled

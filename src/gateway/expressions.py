@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from jinja2 import nodes
 from jinja2.nodes import EvalContext
-from jinja2.runtime import ChainableUndefined, Undefined
+from jinja2.runtime import ChainableUndefined, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
@@ -49,6 +49,16 @@ _COMPARE: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "in": lambda left, right: left in right,
     "notin": lambda left, right: left not in right,
 }
+
+
+_STRING_METHODS: Final = frozenset(
+    {
+        "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "lower",
+        "upper", "replace", "count", "find", "removeprefix", "removesuffix", "splitlines",
+        "isdigit", "isalnum", "title", "capitalize", "partition", "rpartition",
+    }
+)  # fmt: skip
+_MAPPING_METHODS: Final = frozenset({"get", "keys", "values", "items"})
 
 
 class Unsupported(Exception):
@@ -86,6 +96,9 @@ class _Compiler:
     def __init__(self, environment: SandboxedEnvironment) -> None:
         self.environment = environment
         self.eval_context = EvalContext(environment)
+        # Context filters (map, selectattr…) only use the context's environment: one empty
+        # context serves every call.
+        self.context = new_context(environment, None, {}, None, False, environment.globals)
 
     def build(self, node: nodes.Node) -> Closure:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -140,9 +153,9 @@ class _Compiler:
         return lambda scope: lookup(target(scope), name)
 
     def _Getitem(self, node: nodes.Getitem) -> Closure:
-        if isinstance(node.arg, nodes.Slice):
-            raise Unsupported("slice")
         target = self.build(node.node)
+        if isinstance(node.arg, nodes.Slice):
+            return self._slice(target, node.arg)
         if isinstance(node.arg, nodes.Const):
             key = node.arg.value
             if isinstance(key, str) and key.startswith("_"):
@@ -157,6 +170,41 @@ class _Compiler:
             return lookup(target(scope), key)
 
         return item
+
+    def _slice(self, target: Closure, node: nodes.Slice) -> Closure:
+        bounds = [
+            self.build(part) if part is not None else None
+            for part in (node.start, node.stop, node.step)
+        ]
+
+        def sliced(scope: Scope) -> Any:
+            value = target(scope)
+            if not isinstance(value, str | list | tuple):
+                return MISSING
+            start, stop, step = (bound(scope) if bound is not None else None for bound in bounds)
+            return value[start:stop:step]
+
+        return sliced
+
+    def _method(self, node: nodes.Call, method: nodes.Getattr) -> Closure:
+        """``text.startswith('x')`` and friends: read-only methods of strings and mappings."""
+        name = method.attr
+        allowed = _STRING_METHODS if name in _STRING_METHODS else _MAPPING_METHODS
+        if name not in allowed:
+            raise Unsupported(f"method {name}")
+        target = self.build(method.node)
+        args, kwargs = self._arguments(node)
+
+        def call(scope: Scope) -> Any:
+            value = target(scope)
+            kind = str if allowed is _STRING_METHODS else Mapping
+            if not isinstance(value, kind):
+                return MISSING
+            positional = [argument(scope) for argument in args]
+            named = {key: closure(scope) for key, closure in kwargs}
+            return getattr(value, name)(*positional, **named)
+
+        return call
 
     # ------------------------------------------------------------------ logic
 
@@ -227,7 +275,7 @@ class _Compiler:
             return (self.environment,)
         if passing is _PassArg.eval_context:
             return (self.eval_context,)
-        raise Unsupported("context filter")
+        return (self.context,)
 
     def _apply(
         self,
@@ -260,8 +308,10 @@ class _Compiler:
         return self._apply(function, self.build(node.node), node)
 
     def _Call(self, node: nodes.Call) -> Closure:
+        if isinstance(node.node, nodes.Getattr):
+            return self._method(node, node.node)
         if not isinstance(node.node, nodes.Name):
-            raise Unsupported("method call")
+            raise Unsupported("call")
         function: Any = self.environment.globals.get(node.node.name)
         if not callable(function):
             raise Unsupported(f"call of {node.node.name}")

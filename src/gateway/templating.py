@@ -293,7 +293,7 @@ def check_sandbox(ast: nodes.Node, source: str, where: tuple[str | int, ...] = (
     """Refuse, at load time, a template that reaches for Python internals, files or
     expensive constants. The sandbox would stop most of it at render time; this makes a
     hostile template a config error that names its line instead of a request failure."""
-    for node in ast.find_all(nodes.Node):
+    for node in (ast, *ast.find_all(nodes.Node)):  # find_all leaves out the root itself
         if isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
             raise _refuse(source, f"{type(node).__name__.lower()} reads other templates", where)
         if isinstance(node, nodes.Getattr) and _unsafe_name(node.attr, attribute=True):

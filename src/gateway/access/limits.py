@@ -232,13 +232,19 @@ def create_limiter(redis_url: str | None) -> RateLimiter:
 # --------------------------------------------------------------------------- headers
 
 
+def _ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up (after dropping float noise: 0.56 s is 560 ms)."""
+    return max(0, math.ceil(round(seconds * 1000, 6)))
+
+
 def duration(seconds: float) -> str:
     """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{math.ceil(seconds * 1000) / 1000:g}s"
-    minutes, rest = divmod(math.ceil(seconds), 60)
+    milliseconds = _ms(seconds)
+    if milliseconds < 1000:
+        return f"{milliseconds}ms"
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:g}s"
+    minutes, rest = divmod(math.ceil(milliseconds / 1000), 60)
     return f"{minutes}m{rest}s"
 
 
@@ -257,11 +263,8 @@ def rate_headers(states: Sequence[BucketState]) -> dict[str, str]:
 
 
 def refusal_headers(refused: Sequence[BucketState]) -> dict[str, str]:
-    wait = max(state.retry_after for state in refused)
-    return {
-        "retry-after": str(max(1, math.ceil(wait))),
-        "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
-    }
+    wait = _ms(max(state.retry_after for state in refused))
+    return {"retry-after": str(max(1, math.ceil(wait / 1000))), "retry-after-ms": str(max(1, wait))}
 
 
 def settle_later(limiter: RateLimiter, buckets: Sequence[Bucket], units: int) -> None:

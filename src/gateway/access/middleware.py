@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Final
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.access.keys import Principal
+from gateway.access.notices import is_loopback
+from gateway.access.policy import admin_required
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -63,16 +66,31 @@ class AccessMiddleware:
         access = self.store.current.access
         state = scope.setdefault("state", {})
         if access.open:
-            state["principal"] = access.anonymous
-            await self.app(scope, receive, send)
-            return
-        token = presented_key(scope["headers"])
-        principal = access.authenticate(token) if token is not None else None
-        if principal is None:
-            await _reply(unauthorized(MISSING if token is None else INCORRECT), send)
+            principal = access.anonymous
+        else:
+            token = presented_key(scope["headers"])
+            found = access.authenticate(token) if token is not None else None
+            if found is None:
+                await _reply(unauthorized(MISSING if token is None else INCORRECT), send)
+                return
+            principal = found
+        if is_admin_path(scope["path"]) and not _may_administer(principal, access.open, scope):
+            await _reply(admin_required(principal, open_gateway=access.open), send)
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def is_admin_path(path: str) -> bool:
+    """Every route under ``/admin/`` needs an admin key, whoever adds it."""
+    return path == "/admin" or path.startswith("/admin/")
+
+
+def _may_administer(principal: Principal, open_gateway: bool, scope: Scope) -> bool:
+    if principal.admin:
+        return True
+    client = scope.get("client")
+    return open_gateway and client is not None and is_loopback(str(client[0]))
 
 
 async def _reply(error: GatewayError, send: Send) -> None:

@@ -58,15 +58,27 @@ def _refusal(principal: Principal, route: Route) -> tuple[str, str] | None:
 
 
 def require_admin(request: Request, *, open_gateway: bool) -> Principal:
-    """An admin key's principal, or a 403. An open gateway lets loopback clients in."""
+    """An admin key's principal, or a 403. An open gateway lets loopback clients in.
+
+    The access middleware already enforces this for every ``/admin/`` path; a route calls it
+    again so that it stays safe wherever it is mounted.
+    """
+    from gateway.access.notices import is_loopback
+
     principal = principal_of(request)
     if principal.admin:
         return principal
+    if open_gateway and request.client is not None and is_loopback(request.client.host):
+        return principal
+    raise admin_required(principal, open_gateway=open_gateway)
+
+
+def admin_required(principal: Principal, *, open_gateway: bool) -> GatewayError:
     if open_gateway:
-        client = request.client.host if request.client else ""
-        if client in ("127.0.0.1", "::1", "localhost"):
-            return principal
-        message = "Admin endpoints need an admin key; this gateway has no keys configured, so only loopback clients may use them."
+        message = (
+            "Admin endpoints need an admin key; this gateway has no keys configured, "
+            "so only loopback clients may use them."
+        )
     else:
         message = f"The API key '{principal.name}' is not an admin key."
-    raise GatewayError(403, message, type="permission_error", code="admin_required")
+    return GatewayError(403, message, type="permission_error", code="admin_required")

@@ -12,10 +12,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.config.errors import ConfigError, ConfigIssue, Path
+from gateway.providers.adapter import ProviderAdapter
+from gateway.providers.auth import Secret
 
 #: Field names whose values are secrets wherever they sit in the config.
 SECRET_NAMES: Final = frozenset({"api_key", "key", "token", "password", "secret", "key_sha256"})
@@ -51,6 +54,27 @@ def config_secrets(data: Any, environ: Mapping[str, str]) -> set[str]:
 
     walk(data, ())
     return {secret for secret in found if len(secret) >= _MIN_SECRET}
+
+
+def provider_secrets(data: Any, environ: Mapping[str, str]) -> dict[str, set[str]]:
+    """Per provider, the secrets its raw entry holds (its key, env values in its headers)."""
+    providers = data.get("providers") if isinstance(data, Mapping) else None
+    if not isinstance(providers, Mapping):
+        return {}
+    return {
+        str(name): config_secrets(entry, environ)
+        for name, entry in providers.items()
+        if isinstance(entry, Mapping)
+    }
+
+
+def with_secrets(adapter: ProviderAdapter, secrets: Iterable[str]) -> ProviderAdapter:
+    """The adapter whose ``redact`` also masks ``secrets`` (a key passed in a header)."""
+    known = set(adapter.auth.secret_values())
+    extra = tuple(Secret(value) for value in sorted(set(secrets) - known))
+    if not extra:
+        return adapter
+    return replace(adapter, auth=replace(adapter.auth, extra=adapter.auth.extra + extra))
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -100,6 +124,25 @@ def safe_schema_message(validator: str, expected: Any) -> str:
     if validator in ("minLength", "maxLength"):
         return "is too short" if validator == "minLength" else "is too long"
     return f"is not valid ({validator})"
+
+
+#: Schema messages repeat the offending value (``'x' is not of type 'object'``). A mistyped
+#: identifier is short and worth showing; a long string may be a secret in the wrong place.
+SHOWN_VALUE_CHARS: Final = 16
+
+
+def hide_long_value(message: str, instance: Any) -> str:
+    """``message`` with a long string ``instance`` replaced by "this value"."""
+    if isinstance(instance, str) and len(instance) > SHOWN_VALUE_CHARS:
+        return message.replace(repr(instance), "this value")
+    return message
+
+
+def shows_value(instance: Any) -> bool:
+    """Whether a schema message may show ``instance`` (a scalar that is not a long string)."""
+    if isinstance(instance, str):
+        return len(instance) <= SHOWN_VALUE_CHARS
+    return isinstance(instance, int | float | bool) or instance is None
 
 
 def public_url(url: str) -> str:

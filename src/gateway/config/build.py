@@ -25,9 +25,13 @@ from jsonschema.exceptions import ValidationError
 from gateway.access.keys import AccessConfig, compile_access, key_sources
 from gateway.access.redaction import (
     config_secrets,
+    hide_long_value,
     is_secret_path,
+    provider_secrets,
     safe_schema_message,
     scrubbed_errors,
+    shows_value,
+    with_secrets,
 )
 from gateway.agents.config import AgentsConfig
 from gateway.config.errors import ConfigError, ConfigIssue, Location, Path
@@ -197,7 +201,11 @@ def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
                 if isinstance(e.schema, Mapping)
             }
         )
-        shown = "this value" if is_secret_path(path) else _show(error.instance)
+        shown = (
+            _show(error.instance)
+            if shows_value(error.instance) and not is_secret_path(path)
+            else "this value"
+        )
         return [
             ConfigIssue(
                 f"{shown} is not valid here (expected one of: {', '.join(kinds)})",
@@ -205,7 +213,7 @@ def _describe(error: ValidationError, document: Document) -> list[ConfigIssue]:
                 document.locate(path),
             )
         ]
-    message = error.message
+    message = hide_long_value(error.message, error.instance)  # a misplaced key, perhaps
     if is_secret_path(path):  # never repeat a key's value
         message = safe_schema_message(str(error.validator), error.validator_value)
     elif error.validator == "required":
@@ -252,6 +260,7 @@ def _raw_secrets(document: Document, *, source: str, environ: Mapping[str, str])
 @scrubbed_errors(_raw_secrets)
 def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]) -> Runtime:
     sources = key_sources(document.data)  # as written: a key must come from the environment
+    secrets = provider_secrets(document.data, environ)  # for redacting upstream echoes
     issues = interpolate(document, environ)
     data = document.data
     if not isinstance(data, dict):
@@ -265,6 +274,7 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         raise ConfigError(_in_file_order(issues))
 
     providers, fingerprints, missing = _compile_providers(data, document, issues)
+    providers = {name: with_secrets(p, secrets.get(name, ())) for name, p in providers.items()}
     aliases = _compile_aliases(data, document, providers, issues)
     default_provider = data.get("default_provider")
     access = compile_access(data, sources, document.missing_secrets, document.locate, issues)

@@ -45,6 +45,7 @@ class Auth:
     key: Secret | None
     missing_variable: str | None  # the env variable to set when ``key`` is None
     provider: str
+    extra: tuple[Secret, ...] = ()  # other secrets the provider's entry holds (header values)
 
     def apply(self, headers: dict[str, str], query: dict[str, str]) -> None:
         if self.scheme == "none":
@@ -70,4 +71,6 @@ class Auth:
             query[self.name] = value
 
     def secret_values(self) -> tuple[str, ...]:
-        return (self.key.reveal(),) if self.key is not None else ()
+        """Every secret an upstream might echo back, for redaction."""
+        key = (self.key.reveal(),) if self.key is not None else ()
+        return key + tuple(secret.reveal() for secret in self.extra)

@@ -118,7 +118,18 @@ class CanonicalRequest(TypedDict):
 #: Canonical event types the emitter understands. Templates produce dicts with one of these
 #: as ``type``; anything else is a config error caught by ``gateway check``.
 EVENT_TYPES = frozenset(
-    {"start", "text", "refusal", "reasoning", "tool_call", "end", "usage", "finish", "error", "done"}
+    {
+        "start",
+        "text",
+        "refusal",
+        "reasoning",
+        "tool_call",
+        "end",
+        "usage",
+        "finish",
+        "error",
+        "done",
+    }
 )
 
 CanonicalEvent = dict[str, Any]

@@ -250,7 +250,8 @@ def _timed_out(adapter: ProviderAdapter, what: str, seconds: float) -> UpstreamE
 
 def _failure_from_event(adapter: ProviderAdapter, event: CanonicalEvent) -> UpstreamError:
     code = str(event.get("code") or "server_error")
-    error_class = class_of_stream_error(code)
+    # A preset may classify its error events itself (``class``); else guess from the code.
+    error_class = str(event.get("class") or class_of_stream_error(code))
     status = {"rate_limited": 429, "overloaded": 503, "timeout": 504, "client_error": 400}.get(
         error_class, 502
     )

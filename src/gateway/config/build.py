@@ -81,7 +81,7 @@ class Runtime:
     server: ServerSettings
     retry: Mapping[str, RetryPolicy] = field(default_factory=dict)  # per provider
     breakers: Mapping[str, BreakerPolicy] = field(default_factory=dict)  # per provider
-    fingerprints: Mapping[str, str] = field(default_factory=dict)  # "provider claude" → hash
+    fingerprints: Mapping[str, str] = field(default_factory=dict)  # "provider local" → hash
     missing_keys: Mapping[str, str] = field(default_factory=dict)  # provider → env variable
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated file, secrets removed
     access: AccessConfig = field(default_factory=AccessConfig)  # gateway keys and rate limits

@@ -75,7 +75,9 @@ def parse_yaml(text: str, name: str) -> Document:
         raise ConfigError([ConfigIssue(f"invalid YAML: {problem}", (), location)]) from exc
     except Exception as exc:  # ruamel raises a few non-marked errors (bad unicode)
         message = re.sub(r" with value .*", "", str(exc).splitlines()[0])
-        raise ConfigError([ConfigIssue(f"invalid YAML: {message}", (), Location(name, 1, 1))]) from exc
+        raise ConfigError(
+            [ConfigIssue(f"invalid YAML: {message}", (), Location(name, 1, 1))]
+        ) from exc
     document = Document(data=None, name=name)
     document.data = _plain(root, (), name, document)
     if document.data is None:

@@ -9,6 +9,7 @@ version and renders them per request and per chunk.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -58,6 +59,8 @@ class UpstreamFailure:
         str  # rate_limited | overloaded | timeout | server_error | context_too_long | client_error
     )
 
+
+logger = logging.getLogger("gateway.providers")
 
 RETRYABLE_CLASSES: Final = frozenset({"rate_limited", "overloaded", "timeout", "server_error"})
 
@@ -169,9 +172,11 @@ class ProviderAdapter:
 
     def events_from_body(self, body: Any, req: CanonicalRequest) -> list[CanonicalEvent]:
         """A whole (non-streaming) upstream answer → canonical events."""
-        return self._redacted(
-            _as_events(self.response_events({"body": body, "req": req, "provider": self.settings}))
-        )
+        try:
+            rendered = self.response_events({"body": body, "req": req, "provider": self.settings})
+        except RenderError as exc:
+            return [self._mapping_failed(exc)]
+        return self._redacted(_as_events(rendered))
 
     def events_from_chunk(
         self, name: str | None, data: str, req: CanonicalRequest
@@ -200,7 +205,21 @@ class ProviderAdapter:
             rule = spec.default
         if rule is None:
             return []
-        return self._redacted(_as_events(rule(scope)))
+        try:
+            rendered = rule(scope)
+        except RenderError as exc:
+            return [self._mapping_failed(exc)]
+        return self._redacted(_as_events(rendered))
+
+    def _mapping_failed(self, exc: RenderError) -> CanonicalEvent:
+        """A response template that failed on this answer: a config bug, reported, not a 500."""
+        logger.error("provider '%s' response mapping failed: %s", self.name, self.redact(str(exc)))
+        return {
+            "type": "error",
+            "code": "server_error",
+            "class": "server_error",
+            "message": f"The gateway could not read provider '{self.name}''s answer (mapping error).",
+        }
 
     def classify_error(
         self, status: int, headers: Mapping[str, str], content: bytes

@@ -7,8 +7,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gateway.settings import default_config_path
+
+if TYPE_CHECKING:
+    from gateway.config.errors import ConfigIssue
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -58,16 +62,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gateway.config.build import load_runtime
+    from gateway.config.build import Runtime, load_runtime
     from gateway.config.errors import ConfigError
+    from gateway.tooling.lint import lint_file
 
     path = args.file or default_config_path()
+    runtime: Runtime | None = None
+    issues: list[ConfigIssue] = []
     try:
         runtime = load_runtime(path)
     except ConfigError as exc:
-        for issue in exc.issues:
+        issues = list(exc.issues)
+    reported = {issue.path for issue in issues}  # a template that did not compile: said once
+    issues += [issue for issue in lint_file(path) if issue.path not in reported]
+    issues.sort(key=_position)
+    if issues or runtime is None:
+        for issue in issues:
             print(issue, file=sys.stderr)
-        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        print(f"{path}: {len(issues)} error(s)", file=sys.stderr)
         return 1
     for name, variable in sorted(runtime.missing_keys.items()):
         print(f"warning: provider '{name}' has no API key: {variable} is not set", file=sys.stderr)
@@ -79,6 +91,64 @@ def _check(args: argparse.Namespace) -> int:
         f"{path}: ok, version {runtime.version}: {len(runtime.providers)} provider(s), "
         f"{len(runtime.aliases)} alias(es), {len(runtime.agents.channels)} channel(s)"
     )
+    return 0
+
+
+def _position(issue: ConfigIssue) -> tuple[bool, str, int, int]:
+    where = issue.location
+    return (where is None, where.file, where.line, where.column) if where else (True, "", 0, 0)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import orjson
+
+    from gateway.config.build import load_runtime
+    from gateway.config.errors import ConfigError
+    from gateway.errors import GatewayError
+    from gateway.tooling.render import describe_error, format_text, render_case
+
+    path = args.config or default_config_path()
+    try:
+        runtime = load_runtime(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 1
+    try:
+        if args.request is None:
+            raw = b'{"input": "Hello!"}'
+        elif args.request == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            raw = Path(args.request).read_bytes()
+        body = orjson.loads(raw)
+        upstream = Path(args.upstream_body).read_bytes() if args.upstream_body else None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"gateway render: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(body, dict):
+        print("gateway render: the request must be a JSON object", file=sys.stderr)
+        return 1
+    try:
+        rendered = render_case(
+            runtime,
+            body,
+            model=args.model,
+            stream=True if args.stream else None,
+            upstream=upstream,
+            upstream_status=args.upstream_status,
+        )
+    except GatewayError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(rendered.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(rendered))
     return 0
 
 
@@ -110,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
         "file", nargs="?", help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)"
     )
     check.set_defaults(handler=_check)
+
+    render = commands.add_parser(
+        "render", help="dry run: print the upstream request a mapping makes, and its answer"
+    )
+    render.add_argument("request", nargs="?", help="Responses request JSON file, or - for stdin")
+    render.add_argument("--model", help="the model to route (overrides the request's)")
+    render.add_argument(
+        "--config", help="path to gateway.yaml (default: $GATEWAY_CONFIG or ./gateway.yaml)"
+    )
+    render.add_argument("--stream", action="store_true", help="render the streaming request")
+    render.add_argument(
+        "--upstream-body", metavar="FILE", help="a recorded upstream body (JSON, SSE or NDJSON)"
+    )
+    render.add_argument(
+        "--upstream-status", type=int, default=200, help="the status that body came with"
+    )
+    render.add_argument("--json", action="store_true", help="print one JSON document")
+    render.set_defaults(handler=_render)
     return parser
 
 

@@ -7,6 +7,7 @@ what clients and ``/healthz`` see within a bounded time.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ import pytest
 from openai import OpenAI
 
 from gateway.config.build import load_runtime
+from gateway.config.store import RuntimeStore
+from gateway.config.watcher import ConfigReloader
 from tests.support.server import serve_app_in_thread, write_config
 
 T = TypeVar("T")
@@ -241,3 +244,32 @@ def test_an_unchanged_content_does_not_count_as_a_reload(config: Path, gateway: 
     config.write_text(with_alias("second"))
     eventually(lambda: serves(gateway, "second"))
     assert health(gateway)["reloads"]["ok"] == 1
+
+
+async def _until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_forced_reload_that_turns_hot_reload_on_starts_watching(tmp_path: Path) -> None:
+    config = write_config(BASE.replace("reload_debounce: 0.05", "hot_reload: false"), tmp_path)
+    store = RuntimeStore.from_file(str(config))
+    reloader = ConfigReloader(store)
+    await reloader.start()
+    try:
+        assert store.watching == "off"
+        config.write_text(BASE)  # hot_reload is on again (the default)
+        assert await reloader.reload(force=True) is True  # what SIGHUP does
+        await _until(lambda: store.watching == "events")
+        config.write_text(with_alias("later"))
+        await _until(lambda: "later" in store.current.aliases)
+        config.write_text(BASE.replace("reload_debounce: 0.05", "hot_reload: false"))
+        await _until(lambda: store.watching == "off")
+        config.write_text(with_alias("ignored"))
+        await asyncio.sleep(0.3)
+        assert "ignored" not in store.current.aliases
+    finally:
+        await reloader.stop()
+    assert store.watching == "off"

@@ -30,7 +30,7 @@ def serve(config: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[byte
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(base_url, process=process)
+        wait_until_healthy(base_url, timeout=60, process=process)  # workers start slowly
         yield base_url, process
     finally:
         process.terminate()

@@ -1,0 +1,1 @@
+"""Operator tooling: template checks, the dry-run renderer and snapshot cases."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from openai import APIError, OpenAI
 
+from gateway.responses.emitter import ResponseEmitter
 from tests.providers.openai_responses_support import (
     function_call,
     gateway_config,
@@ -340,3 +341,76 @@ def test_request_is_the_clients_body_with_the_model_rewritten(
         body["input"][6],
     ]
     assert relayed == expected
+
+
+def _without_deltas(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    delta = (".delta", "content_part.", "summary_part.", ".done")
+    return [
+        event
+        for event in events
+        if not event["type"].endswith(delta) or event["type"] == "response.output_item.done"
+    ]
+
+
+def test_items_given_whole_without_deltas_are_complete(
+    client: OpenAI, upstream: FakeUpstream
+) -> None:
+    items = [
+        reasoning("Plan.", encrypted="gAAAA-x"),
+        message("Let me ", "check."),
+        function_call("call_5", "get_weather", '{"city":', '"Oslo"}'),
+    ]
+    replay(upstream, _without_deltas(stream_events(items)))
+    events, error = collect(client, model="smart", input="Weather in Oslo?")
+    assert error is None
+    check_wire_invariants(events)
+    final = events[-1].response
+    assert [item.type for item in final.output] == ["reasoning", "message", "function_call"]
+    assert final.output[0].summary[0].text == "Plan."
+    assert final.output[0].encrypted_content == "gAAAA-x"
+    assert final.output_text == "Let me check."
+    assert final.output[2].arguments == '{"city":"Oslo"}'
+    text = [e.delta for e in events if e.type == "response.output_text.delta"]
+    arguments = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert (text, arguments) == (["Let me check."], ['{"city":"Oslo"}'])
+
+
+def test_items_only_in_the_final_response_are_sent_in_order(
+    client: OpenAI, upstream: FakeUpstream
+) -> None:
+    everything = stream_events([message("Hi."), function_call("call_6", "f", "{}")])
+    replay(upstream, [everything[0], everything[1], everything[-1]])
+    events, error = collect(client, model="smart", input="Hi")
+    assert error is None
+    check_wire_invariants(events)
+    final = events[-1].response
+    assert [(item.type, getattr(item, "call_id", None)) for item in final.output] == [
+        ("message", None),
+        ("function_call", "call_6"),
+    ]
+    assert final.output_text == "Hi."
+    added = [e.item.type for e in events if e.type == "response.output_item.added"]
+    assert added == ["message", "function_call"]
+
+
+def test_snapshot_events_send_only_what_is_missing() -> None:
+    emitter = ResponseEmitter(model="m", body={}, finish_reasons={}, stream=True)
+    deltas: list[str] = []
+    for event in [
+        {"type": "text", "key": "a", "text": "Hel"},
+        {"type": "text", "key": "a", "text": "Hello", "snapshot": True},  # completes it
+        {"type": "text", "key": "a", "text": "Hello", "snapshot": True},  # nothing left
+        {"type": "text", "key": "a", "text": "Goodbye", "snapshot": True},  # diverged: kept
+        {"type": "end", "key": "a"},
+        {"type": "text", "key": "a", "text": "Hello again", "snapshot": True},  # closed: kept
+        {"type": "text", "key": "b", "text": "New", "snapshot": True},  # never seen: all
+        {"type": "done"},
+    ]:
+        for out in emitter.feed(event):
+            if out["type"] == "response.output_text.delta":
+                deltas.append(out["delta"])
+    assert deltas == ["Hel", "lo", "New"]
+    assert [item["content"][0]["text"] for item in emitter.response["output"]] == [
+        "Hello",
+        "New",
+    ]

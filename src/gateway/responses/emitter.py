@@ -218,6 +218,11 @@ class ResponseEmitter:
         out = self.start() if not self._started else []
         if self.done:
             return out
+        if event.get("snapshot"):
+            unsent = self._unsent(event)
+            if unsent is None:
+                return out
+            event = unsent
         kind = event.get("type")
         if kind == "text" or kind == "refusal":
             self._text(out, event, "output_text" if kind == "text" else "refusal")
@@ -248,6 +253,33 @@ class ResponseEmitter:
         elif kind == "done":
             out.extend(self.finish())
         return out
+
+    def _unsent(self, event: CanonicalEvent) -> CanonicalEvent | None:
+        """A ``snapshot`` event carries an item's whole content (text, refusal, summary or
+        arguments) rather than a delta, for upstreams that repeat the total when an item ends:
+        keep only what was not sent yet under its ``key``; nothing for an item already closed
+        or whose content went another way."""
+        key = event.get("key")
+        item = None
+        if key is not None:
+            item = next((each for each in reversed(self._items) if each.key == key), None)
+        if item is None:
+            return event  # never seen: the snapshot is all of it
+        if item is not self._open:
+            return None
+        kind = event.get("type")
+        field = "arguments" if kind == "tool_call" else "text"
+        if kind == "tool_call":
+            sent = item.arguments
+        elif kind == "reasoning":
+            sent = "".join(item.summary)
+        else:
+            part_type = "output_text" if kind == "text" else "refusal"
+            sent = "".join(text for part, text in item.parts if part == part_type)
+        whole = str(event.get(field) or "")
+        if not whole.startswith(sent):
+            return None
+        return {**event, field: whole[len(sent) :]}
 
     def finish(self) -> list[ResponsesEvent]:
         """The upstream said it is done: close items and send the terminal event."""

@@ -214,6 +214,7 @@ def test_parallel_tool_calls_are_two_items_in_index_order(
         ("chat-text.sse", []),
         ("chat-tool.sse", ["GetWeatherArgs"]),
         ("chat-parallel-tools.sse", ["GetWeatherArgs", "get_stock_price"]),
+        ("chat-refusal.sse", []),
     ],
 )
 def test_stream_helper_final_response(
@@ -230,6 +231,14 @@ def test_stream_helper_final_response(
         final = stream.get_final_response()
     assert seen[-1] == "response.completed"
     assert final.output_text == expected["text"]
+    refusals = [
+        part.refusal
+        for item in final.output
+        if item.type == "message"
+        for part in item.content
+        if part.type == "refusal"
+    ]
+    assert "".join(refusals) == expected["refusal"]
     calls = [item for item in final.output if item.type == "function_call"]
     assert [json.loads(call.arguments) for call in calls] == [
         json.loads(call["arguments"]) for call in expected["calls"]

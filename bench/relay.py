@@ -1,12 +1,15 @@
 """A minimal pass-through relay on the gateway's server stack: the ceiling for a Python gateway.
 
-Starlette on uvicorn (httptools, uvloop) with one shared pooled ``httpx.AsyncClient`` (or,
-with ``--client aiohttp``, one ``aiohttp.ClientSession``, or with ``--client raw`` the minimal
-protocol-level client in ``bench.rawhttp``, to compare HTTP clients). Every
-POST is forwarded to the upstream with the same path and query; the answer's bytes come back
-unchanged (buffered when the upstream sent a ``content-length``, streamed otherwise). It does
-nothing a gateway must do (parse, translate, re-encode), so the gateway's figures over the
-relay's, measured in the same run, are the gateway's own cost.
+Starlette on uvicorn (httptools, uvloop). Every POST is forwarded to the upstream with the
+same path and query; the answer's bytes come back unchanged (buffered when the upstream sent
+a ``content-length``, streamed otherwise). It does nothing a gateway must do (parse,
+translate, re-encode), so the gateway's figures over the relay's, measured in the same run,
+are the gateway's own cost.
+
+The upstream client is a switch, since it dominates a relay's cost: ``raw`` (default) is the
+bare pooled client in ``bench.rawhttp``, the ceiling; ``httpx`` is one shared pooled
+``httpx.AsyncClient`` (like for like with a gateway on httpx); ``aiohttp`` one
+``aiohttp.ClientSession`` (installed by hand: not a project dependency).
 
 Run: ``python -m bench.relay --port 9002 --upstream http://127.0.0.1:9001``.
 """
@@ -116,7 +119,7 @@ def _raw_forwarder(upstream: str, _: int) -> tuple[Forward, Callable[[], Awaitab
     return forward, close
 
 
-def create_relay(upstream: str, client: str = "httpx", max_connections: int = 4096) -> Starlette:
+def create_relay(upstream: str, client: str = "raw", max_connections: int = 4096) -> Starlette:
     """The relay app: every POST goes to ``upstream`` + same path and query."""
     make = {"httpx": _httpx_forwarder, "aiohttp": _aiohttp_forwarder, "raw": _raw_forwarder}[client]
     forward: Forward | None = None
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9002)
     parser.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:9001")
-    parser.add_argument("--client", choices=CLIENTS, default="httpx", help="upstream HTTP client")
+    parser.add_argument("--client", choices=CLIENTS, default="raw", help="upstream HTTP client")
     args = parser.parse_args(argv)
     uvicorn.run(
         create_relay(args.upstream, args.client),

@@ -80,9 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ttfb-streams", type=int, default=200, help="sequential streams for TTFB")
     p.add_argument(
         "--relay-client",
-        choices=("httpx", "aiohttp", "raw"),
-        default="httpx",
-        help="relay's client",
+        choices=("raw", "httpx", "aiohttp"),
+        default="raw",
+        help="the relay's upstream client (default raw: the ceiling; httpx: like for like)",
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results path")
     p.add_argument("--no-pin", action="store_true", help="don't pin processes to cores")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -42,8 +41,8 @@ logger = logging.getLogger("gateway.config")
 #: In event mode, re-check the digest this often even when no event arrives (a lost watch).
 SAFETY_POLL_SECONDS: Final = 5.0
 
-#: After a swap that retired a connection pool, when to look again whether it can be closed.
-COLLECT_AFTER_SECONDS: Final = (1.0, 10.0, 60.0, 600.0)
+#: While a retired connection pool is still busy, how often to look whether it can be closed.
+SWEEP_SECONDS: Final = 1.0
 
 Mode = Literal["off", "events", "polling"]
 
@@ -88,12 +87,14 @@ def watched_directories(files: tuple[Path, ...]) -> tuple[str, ...]:
 
 
 class PoolRetention:
-    """Close the HTTP pools no provider uses any more, once nothing in flight holds them.
+    """Close the HTTP pools no provider uses any more, without cutting anything in flight.
 
     A swap keeps the pools of providers whose connection settings did not change (they share a
-    ``pool_key``). A pool whose key is gone is closed only when the last adapter of an older
-    snapshot with that key is garbage: a stream that started before the reload keeps its
-    adapter, and so its connection, until it ends.
+    ``pool_key``). A pool whose key no current provider has is closed as soon as nothing can
+    need it: once every adapter of an older snapshot with that key is garbage, or earlier, once
+    the pool has no request or response body open. A stream that started before the reload
+    keeps its connection until it ends; a late retry of an old snapshot just opens a new
+    pool, which the next reload's sweep closes in turn.
     """
 
     def __init__(
@@ -105,43 +106,41 @@ class PoolRetention:
         self._retired: weakref.WeakValueDictionary[int, ProviderAdapter] = (
             weakref.WeakValueDictionary()
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def on_swap(self, old: Runtime, new: Runtime) -> None:
         """A store listener; runs in the reloading thread, so it only schedules work."""
         keep = {adapter.pool_key for adapter in new.providers.values()}
-        retired = False
         for adapter in old.providers.values():
             if adapter.pool_key not in keep:
-                retired = True
                 self._retired[id(adapter)] = adapter
-                weakref.finalize(adapter, self._schedule_sweep)
-        self._schedule_sweep()
-        if retired:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._collect_later)
-
-    def _schedule_sweep(self) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to close
-            self._loop.call_soon_threadsafe(self._sweep)
+            self._loop.call_soon_threadsafe(self._start_sweeping)
 
-    def _collect_later(self) -> None:
-        """Requests may hold an old snapshot in a reference cycle, which only the cyclic
-        collector frees: if retired adapters outlive a while, collect, a few times at most."""
-        for delay in COLLECT_AFTER_SECONDS:
-            self._loop.call_later(delay, self._collect)
+    def _start_sweeping(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = self._loop.create_task(self._sweep_until_closed())
 
-    def _collect(self) -> None:
-        if len(self._retired):
-            gc.collect()  # runs the finalizers of adapters nothing in flight holds any more
-            self._sweep()
+    async def _sweep_until_closed(self) -> None:
+        while True:
+            pending = await self.sweep()
+            if not pending:
+                return
+            await asyncio.sleep(SWEEP_SECONDS)
 
-    def _sweep(self) -> None:
-        in_use = {adapter.pool_key for adapter in self._store.current.providers.values()}
-        in_use |= {adapter.pool_key for adapter in list(self._retired.values())}
-        task = self._loop.create_task(self._transports.retain(in_use))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def sweep(self) -> set[str]:
+        """Close what can be closed now; return the retired keys still open (busy)."""
+        current = {adapter.pool_key for adapter in self._store.current.providers.values()}
+        alive = {adapter.pool_key for adapter in list(self._retired.values())} - current
+        busy = {key for key in alive if key in self._transports and not self._transports.idle(key)}
+        await self._transports.retain(current | busy)
+        return busy | {key for key in alive if key in self._transports}
 
 
 class ConfigReloader:
@@ -168,13 +167,15 @@ class ConfigReloader:
         self._sighup = False
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retention: PoolRetention | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self._transports is not None:
-            self.store.on_swap(PoolRetention(self.store, self._transports, self._loop).on_swap)
+            self._retention = PoolRetention(self.store, self._transports, self._loop)
+            self.store.on_swap(self._retention.on_swap)
         self._install_sighup()
         self._task = asyncio.create_task(self._run(), name="gateway-config-reloader")
         # Serve once the watch is in place, so an edit right after startup is not missed.
@@ -193,6 +194,8 @@ class ConfigReloader:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._retention is not None:
+            await self._retention.aclose()
         self.store.watching = "off"
 
     def _install_sighup(self) -> None:

@@ -49,6 +49,28 @@ class TransportPool:
             timeout=timeout, limits=limits, follow_redirects=False, event_hooks=event_hooks
         )
 
+    def __contains__(self, pool_key: object) -> bool:
+        return pool_key in self._clients
+
+    def idle(self, pool_key: str) -> bool:
+        """No request, and no response body, open on the client for ``pool_key``.
+
+        Reads httpx/httpcore pool state (pinned versions); when it cannot tell, it says busy,
+        so a caller that closes idle clients never cuts a stream.
+        """
+        client = self._clients.get(pool_key)
+        if client is None:
+            return True
+        try:
+            transports = [client._transport, *client._mounts.values()]
+            for transport in transports:
+                pool = getattr(transport, "_pool", None)
+                if pool is not None and pool._requests:
+                    return False
+        except AttributeError:
+            return False
+        return True
+
     async def retain(self, pool_keys: set[str]) -> None:
         """Close clients no current provider uses (called after a reload's swap)."""
         for key in list(self._clients):

@@ -20,7 +20,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.config.build import load_runtime
-from gateway.config.store import RuntimeStore
+from gateway.config.store import RuntimeStore, describe_changes
 from gateway.config.watcher import ConfigReloader
 from tests.support.server import serve_app_in_thread, write_config
 
@@ -273,3 +273,24 @@ async def test_a_forced_reload_that_turns_hot_reload_on_starts_watching(tmp_path
     finally:
         await reloader.stop()
     assert store.watching == "off"
+
+
+def test_the_reload_line_says_what_changed(tmp_path: Path) -> None:
+    before = load_runtime(write_config(BASE + "  gone: echo:echo\n", tmp_path))
+    after = load_runtime(
+        write_config(
+            BASE.replace("reload_debounce: 0.05", "reload_debounce: 0.1")
+            .replace("{preset: echo}", "{preset: echo, timeouts: {connect: 3}}")
+            .replace("first: echo:echo", "first: echo:other")
+            + "  added: echo:echo\n",
+            tmp_path,
+        )
+    )
+    assert describe_changes(before, after) == [
+        "+model added",
+        "~model first",
+        "-model gone",
+        "~provider echo",
+        "~server",
+    ]
+    assert describe_changes(after, after) == []

@@ -42,6 +42,10 @@ def describe_changes(old: Runtime, new: Runtime) -> list[str]:
             changes.append(f"-{name}")
         elif before != after:
             changes.append(f"~{name}")
+    covered = {"providers", "models", "agents", "version"}  # reported item by item above
+    for section in sorted((set(old.raw) | set(new.raw)) - covered):
+        if old.raw.get(section) != new.raw.get(section):
+            changes.append(f"~{section}")
     return changes
 
 

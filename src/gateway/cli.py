@@ -40,6 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
     logs = ObservabilitySettings.from_config(runtime.raw.get("observability")).logs
     os.environ["GATEWAY_LOG_LEVEL"] = args.log_level  # worker processes set logging up from it
     configure_logging(logs.format, logs.level or args.log_level, force=True)
+    if args.workers > 1 and runtime.agents.backend == "memory":
+        logging.getLogger("gateway").warning(
+            "agents.backend is 'memory' with %d workers: each worker keeps its own inboxes; "
+            "use a redis:// backend to share agent channels between workers",
+            args.workers,
+        )
     logging.getLogger("gateway").info(
         "serving %s on http://%s:%s", config_path, args.host, args.port
     )

@@ -32,7 +32,7 @@ class ReloadError:
 
 
 def describe_changes(old: Runtime, new: Runtime) -> list[str]:
-    """``+model fast``, ``~provider claude``, ``-channel x``: what a reload changed."""
+    """``+model fast``, ``~provider local``, ``-channel x``: what a reload changed."""
     changes: list[str] = []
     for name in sorted(set(old.fingerprints) | set(new.fingerprints)):
         before, after = old.fingerprints.get(name), new.fingerprints.get(name)

@@ -270,6 +270,7 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
     env_paths = {issue.path for issue in issues}
     issues.extend(issue for issue in _schema_issues(data, document) if issue.path not in env_paths)
     issues.extend(_default_provider_issues(data, document))
+    issues.extend(_alias_target_issues(data, document))
     if issues:
         raise ConfigError(_in_file_order(issues))
 
@@ -365,6 +366,38 @@ def _default_provider_issues(data: dict[str, Any], document: Document) -> list[C
             document.locate(("default_provider",)),
         )
     ]
+
+
+def _alias_target_issues(data: dict[str, Any], document: Document) -> list[ConfigIssue]:
+    """Alias targets naming no configured provider (checked even when the schema failed)."""
+    providers = data.get("providers")
+    models = data.get("models")
+    if not isinstance(providers, dict) or not isinstance(models, dict):
+        return []
+    issues: list[ConfigIssue] = []
+    for alias, spec in models.items():
+        path: Path = ("models", alias)
+        entries: list[tuple[Any, Path]] = []
+        if isinstance(spec, str):
+            entries = [(spec, path)]
+        elif isinstance(spec, dict):
+            if isinstance(spec.get("target"), str):
+                entries.append((spec["target"], (*path, "target")))
+            for index, item in enumerate(spec.get("targets") or []):
+                text = item.get("target") if isinstance(item, dict) else item
+                entries.append((text, (*path, "targets", index)))
+        for text, item_path in entries:
+            parsed = parse_target(text) if isinstance(text, str) else None
+            if parsed is not None and parsed[0] not in providers:
+                issues.append(
+                    ConfigIssue(
+                        f"alias target '{text}' names provider '{parsed[0]}', which is not configured "
+                        f"(providers: {', '.join(sorted(providers))})",
+                        item_path,
+                        document.locate(item_path),
+                    )
+                )
+    return issues
 
 
 def _compile_providers(

@@ -1,4 +1,5 @@
-"""Pooled upstream HTTP clients: one ``httpx.AsyncClient`` per provider connection settings.
+"""Pooled upstream HTTP clients: one ``httpx.AsyncClient`` per provider connection settings,
+sending over aiohttp's connection pool (``aiohttp_transport``).
 
 Clients are keyed by the adapter's ``pool_key`` (base URL, timeouts, pool limits), so a reload
 that leaves a provider's connection settings unchanged keeps its warm connections.
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.providers.adapter import ProviderAdapter
+from gateway.providers.aiohttp_transport import AiohttpTransport
 from gateway.providers.builtin import BUILTIN_UPSTREAMS
 
 
@@ -36,9 +38,6 @@ class TransportPool:
         timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
         )
-        limits = httpx.Limits(
-            max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30
-        )
         if adapter.base_url.startswith("builtin://"):
             name = adapter.base_url.removeprefix("builtin://").split("/", 1)[0]
             app = BUILTIN_UPSTREAMS[name]
@@ -46,7 +45,10 @@ class TransportPool:
                 transport=httpx.ASGITransport(app=app), timeout=timeout, event_hooks=event_hooks
             )
         return httpx.AsyncClient(
-            timeout=timeout, limits=limits, follow_redirects=False, event_hooks=event_hooks
+            transport=AiohttpTransport(max_connections=1000, keepalive_expiry=30),
+            timeout=timeout,
+            follow_redirects=False,
+            event_hooks=event_hooks,
         )
 
     def __contains__(self, pool_key: object) -> bool:
@@ -64,6 +66,10 @@ class TransportPool:
         try:
             transports = [client._transport, *client._mounts.values()]
             for transport in transports:
+                if isinstance(transport, AiohttpTransport):
+                    if transport.in_flight:
+                        return False
+                    continue
                 pool = getattr(transport, "_pool", None)
                 if pool is not None and pool._requests:
                     return False

@@ -308,7 +308,7 @@ class PrimedStream:
     """An upstream stream that has produced its first content: safe to commit to the client."""
 
     upstream: UpstreamStream
-    events: AsyncIterator[CanonicalEvent]
+    batches: AsyncIterator[list[CanonicalEvent]]
     emitter: ResponseEmitter
     primed: list[ResponsesEvent]
     deadline: float | None
@@ -337,13 +337,14 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     try:
         async with asyncio.timeout(limit):
             upstream = await open_stream(adapter, client, req, timeout=timeout)
-            events = upstream.events()
+            batches = upstream.batches()
             saw_finish = False
-            async for event in events:
-                if event.get("type") == "error" and not emitter.emitted_content:
-                    raise _failure_from_event(adapter, event)
-                saw_finish = saw_finish or event.get("type") == "finish"
-                primed.extend(emitter.feed(event))
+            async for batch in batches:
+                for event in batch:
+                    if event.get("type") == "error" and not emitter.emitted_content:
+                        raise _failure_from_event(adapter, event)
+                    saw_finish = saw_finish or event.get("type") == "finish"
+                    primed.extend(emitter.feed(event))
                 if emitter.emitted_content or emitter.done:
                     break
             else:
@@ -371,7 +372,7 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     finally:
         flow.upstream_seconds += time.perf_counter() - upstream_started
     flow.first_token_at = time.perf_counter()
-    return PrimedStream(upstream, events, emitter, primed, deadline)
+    return PrimedStream(upstream, batches, emitter, primed, deadline)
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -410,8 +411,10 @@ async def _relay(
         answered_while_priming = emitter.done
         if not answered_while_priming:
             async with asyncio.timeout_at(stream.deadline):
-                async for event in stream.events:
-                    out = emitter.feed(event)
+                async for batch in stream.batches:
+                    out: list[ResponsesEvent] = []
+                    for event in batch:
+                        out.extend(emitter.feed(event))
                     if out:
                         yield encode_events(out)
                     if emitter.done:

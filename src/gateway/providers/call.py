@@ -85,29 +85,36 @@ async def call_whole(
 
 @dataclass
 class UpstreamStream:
-    """An upstream stream whose status line has been checked; iterate ``events()`` once."""
+    """An upstream stream whose status line has been checked; iterate ``batches()`` once."""
 
     adapter: ProviderAdapter
     response: httpx.Response
     req: CanonicalRequest
 
-    async def events(self) -> AsyncIterator[CanonicalEvent]:
+    async def batches(self) -> AsyncIterator[list[CanonicalEvent]]:
+        """The canonical events of each network read, together: one client write per read."""
         decoder = make_decoder(self.adapter.stream.framing)
         adapter, req = self.adapter, self.req
         try:
             async for chunk in self.response.aiter_raw():
+                batch: list[CanonicalEvent] = []
                 for name, data in decoder.feed(chunk):
-                    for event in adapter.events_from_chunk(name, data, req):
-                        yield event
+                    batch.extend(adapter.events_from_chunk(name, data, req))
+                if batch:
+                    yield batch
+            tail: list[CanonicalEvent] = []
             for name, data in decoder.close():
-                for event in adapter.events_from_chunk(name, data, req):
-                    yield event
+                tail.extend(adapter.events_from_chunk(name, data, req))
+            if tail:
+                yield tail
         except httpx.HTTPError as exc:
-            yield {
-                "type": "error",
-                "code": "server_error",
-                "message": f"The connection to upstream provider '{adapter.name}' failed mid-stream ({type(exc).__name__}).",
-            }
+            yield [
+                {
+                    "type": "error",
+                    "code": "server_error",
+                    "message": f"The connection to upstream provider '{adapter.name}' failed mid-stream ({type(exc).__name__}).",
+                }
+            ]
         finally:
             await self.response.aclose()
 

@@ -68,3 +68,20 @@ def test_reasoning_without_encrypted_state_is_not_replayed() -> None:
     body["input"][1].pop("encrypted_content")
     types = [item.get("type", "message") for item in render_upstream(CONFIG, body)["body"]["input"]]
     assert types == ["message", "function_call", "function_call_output"]
+
+
+def test_reasoning_state_of_another_provider_is_not_replayed() -> None:
+    own = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB=="}
+    foreign = {**own, "id": "rs_2", "encrypted_content": "anthropic:thinking:c2ln"}
+    body = {
+        "model": "openai:gpt-5",
+        "input": [
+            {"role": "user", "content": "hi"},
+            own,
+            foreign,
+            {"role": "user", "content": "go"},
+        ],
+    }
+    replayed = render_upstream(CONFIG, body)["body"]["input"]
+    reasoning = [item for item in replayed if item.get("type") == "reasoning"]
+    assert [item["encrypted_content"] for item in reasoning] == ["gAAAAB=="]

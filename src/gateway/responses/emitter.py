@@ -124,6 +124,12 @@ class _Item:
         self.arguments = ""
         self.status = "completed"  # as closed: the item cut short by a limit is "incomplete"
 
+    def added(self) -> dict[str, Any]:
+        """The item as ``output_item.added`` announces it: in progress, nothing in it yet."""
+        if self.kind == "reasoning":
+            return {"id": self.id, "type": "reasoning", "summary": []}
+        return self.as_output("in_progress")
+
     def as_output(self, status: str) -> dict[str, Any]:
         if self.kind == "message":
             content = [
@@ -347,41 +353,43 @@ class ResponseEmitter:
 
     # ------------------------------------------------------------------ items
 
-    def _open_item(self, out: list[ResponsesEvent], kind: str, key: Any) -> _Item:
+    def _open_item(
+        self, out: list[ResponsesEvent], kind: str, key: Any, *, call_id: str = "", name: str = ""
+    ) -> _Item:
+        """Close the open item, open a new one and announce it (``output_item.added``)."""
         if self._open is not None:
             self._close(out, "completed")
         item = _Item(kind, len(self._items), key)
+        item.call_id, item.name = call_id, name
         self._items.append(item)
         self._open = item
+        self._event(
+            out,
+            {
+                "type": "response.output_item.added",
+                "output_index": item.index,
+                "item": item.added(),
+            },
+        )
         return item
+
+    def _continue_or_open(self, out: list[ResponsesEvent], kind: str, key: Any) -> _Item:
+        """The open item of ``kind`` when ``key`` does not name another block, else a new one."""
+        item = self._open
+        if (
+            item is not None
+            and item.kind == kind
+            and (key is None or item.key is None or key == item.key)
+        ):
+            return item
+        return self._open_item(out, kind, key)
 
     def _text(self, out: list[ResponsesEvent], event: CanonicalEvent, part_type: str) -> None:
         text = event.get("text")
         if not text:
             return
         text = str(text)
-        key = event.get("key")
-        item = self._open
-        if (
-            item is None
-            or item.kind != "message"
-            or (key is not None and item.key is not None and key != item.key)
-        ):
-            item = self._open_item(out, "message", key)
-            self._event(
-                out,
-                {
-                    "type": "response.output_item.added",
-                    "output_index": item.index,
-                    "item": {
-                        "id": item.id,
-                        "type": "message",
-                        "status": "in_progress",
-                        "role": "assistant",
-                        "content": [],
-                    },
-                },
-            )
+        item = self._continue_or_open(out, "message", event.get("key"))
         self.emitted_content = True
         if not item.parts or item.parts[-1][0] != part_type:
             if item.parts:
@@ -453,25 +461,14 @@ class ResponseEmitter:
         if item is None or item.kind != "function_call" or key is None or key != item.key:
             if event.get("continues"):
                 return  # a delta for an upstream block that opened no item (a provider-run tool)
-            item = self._open_item(out, "function_call", key)
-            item.call_id = str(event.get("call_id") or new_id("call"))
-            item.name = str(event.get("name") or "")
-            self.emitted_content = True
-            self._event(
+            item = self._open_item(
                 out,
-                {
-                    "type": "response.output_item.added",
-                    "output_index": item.index,
-                    "item": {
-                        "id": item.id,
-                        "type": "function_call",
-                        "status": "in_progress",
-                        "arguments": "",
-                        "call_id": item.call_id,
-                        "name": item.name,
-                    },
-                },
+                "function_call",
+                key,
+                call_id=str(event.get("call_id") or new_id("call")),
+                name=str(event.get("name") or ""),
             )
+            self.emitted_content = True
         elif not item.name and event.get("name"):
             item.name = str(event["name"])
         arguments = event.get("arguments")
@@ -491,22 +488,7 @@ class ResponseEmitter:
             self._close(out, "completed")
 
     def _reasoning(self, out: list[ResponsesEvent], event: CanonicalEvent) -> None:
-        key = event.get("key")
-        item = self._open
-        if (
-            item is None
-            or item.kind != "reasoning"
-            or (key is not None and item.key is not None and key != item.key)
-        ):
-            item = self._open_item(out, "reasoning", key)
-            self._event(
-                out,
-                {
-                    "type": "response.output_item.added",
-                    "output_index": item.index,
-                    "item": {"id": item.id, "type": "reasoning", "summary": []},
-                },
-            )
+        item = self._continue_or_open(out, "reasoning", event.get("key"))
         signature = event.get("signature")
         if signature:
             item.encrypted = (item.encrypted or "") + str(signature)

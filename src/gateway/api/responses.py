@@ -13,8 +13,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import orjson
@@ -61,14 +61,11 @@ class Flow:
     parsed: ResponsesRequest
     route: Route
     started: float
+    record: RequestRecord  # observability: logs, metrics, spans, cost
     attempts: int = 0
     targets_tried: int = 0
     target: Target | None = None
     upstream_seconds: float = 0.0  # time blocked on the upstream, excluded from overhead
-    first_token_at: float | None = None
-    error_class: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    record: RequestRecord | None = None  # observability: logs, metrics, spans, cost
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -112,8 +109,7 @@ async def create_response(request: Request) -> Response:
     parsed = parse_body(raw, runtime.limits)
     record = record_for(request)
     record.begin(runtime, requested_model=parsed.model, stream=parsed.stream, body=parsed.body)
-    flow = Flow(runtime, state, parsed, runtime.router.resolve(parsed.model), started)
-    flow.record = record
+    flow = Flow(runtime, state, parsed, runtime.router.resolve(parsed.model), started, record)
     record.routed(flow.route.alias)
     grant = await admit(request, runtime, flow.route)  # 403 / 429 before any upstream call
     try:
@@ -178,18 +174,14 @@ async def _with_fallbacks(
         for number in range(1, policy.attempts + 1):
             flow.attempts += 1
             flow.target = target
-            observed = (
-                flow.record.start_attempt(target.provider, target.model, base_url=adapter.base_url)
-                if flow.record is not None
-                else None
+            observed = flow.record.start_attempt(
+                target.provider, target.model, base_url=adapter.base_url
             )
             try:
                 result = await attempt(flow, target, adapter)
             except UpstreamError as exc:
                 last = exc.failure
-                flow.error_class = last.error_class
-                if observed is not None:
-                    observed.failed(last.error_class, last.error.status, last.error.message)
+                observed.failed(last.error_class, last.error.status, last.error.message)
                 if last.error_class in RETRYABLE_CLASSES:
                     breaker.record_failure()
                 else:
@@ -206,8 +198,7 @@ async def _with_fallbacks(
                     delay,
                     last.error_class,
                 )
-                if flow.record is not None:
-                    flow.record.waited(delay)  # back-off: neither upstream time nor overhead
+                flow.record.waited(delay)  # back-off: neither upstream time nor overhead
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
@@ -299,7 +290,6 @@ async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) 
         raise _failure_from_event(
             adapter, {"code": error.get("code"), "message": error.get("message")}
         )
-    flow.first_token_at = time.perf_counter()
     return emitter
 
 
@@ -371,7 +361,6 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
         raise
     finally:
         flow.upstream_seconds += time.perf_counter() - upstream_started
-    flow.first_token_at = time.perf_counter()
     return PrimedStream(upstream, batches, emitter, primed, deadline)
 
 
@@ -439,7 +428,6 @@ async def _relay(
             )
     finally:
         await upstream.aclose()
-        if flow.record is not None:
-            flow.record.finish(emitter.response, emitter.finish_reason)
+        flow.record.finish(emitter.response, emitter.finish_reason)
         if grant is not None:
             grant.settle_soon(emitter.response.get("usage"))

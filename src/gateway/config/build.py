@@ -276,7 +276,7 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
 
     providers, fingerprints, missing = _compile_providers(data, document, issues)
     providers = {name: with_secrets(p, secrets.get(name, ())) for name, p in providers.items()}
-    aliases = _compile_aliases(data, document, providers, issues)
+    aliases = _compile_aliases(data)
     default_provider = data.get("default_provider")
     access = compile_access(data, sources, document.missing_secrets, document.locate, issues)
     try:
@@ -368,6 +368,22 @@ def _default_provider_issues(data: dict[str, Any], document: Document) -> list[C
     ]
 
 
+def _alias_entries(alias: str, spec: Any) -> list[tuple[Any, dict[str, Any], Path]]:
+    """An alias's targets as ``(target text, target options, path)``, tolerant of bad shapes."""
+    path: Path = ("models", alias)
+    if isinstance(spec, str):
+        return [(spec, {}, path)]
+    if not isinstance(spec, dict):
+        return []
+    entries: list[tuple[Any, dict[str, Any], Path]] = []
+    if "target" in spec:
+        entries.append((spec["target"], {}, (*path, "target")))
+    for index, item in enumerate(spec.get("targets") or []):
+        detail = item if isinstance(item, dict) else {}
+        entries.append((detail.get("target", item), detail, (*path, "targets", index)))
+    return entries
+
+
 def _alias_target_issues(data: dict[str, Any], document: Document) -> list[ConfigIssue]:
     """Alias targets naming no configured provider (checked even when the schema failed)."""
     providers = data.get("providers")
@@ -376,17 +392,7 @@ def _alias_target_issues(data: dict[str, Any], document: Document) -> list[Confi
         return []
     issues: list[ConfigIssue] = []
     for alias, spec in models.items():
-        path: Path = ("models", alias)
-        entries: list[tuple[Any, Path]] = []
-        if isinstance(spec, str):
-            entries = [(spec, path)]
-        elif isinstance(spec, dict):
-            if isinstance(spec.get("target"), str):
-                entries.append((spec["target"], (*path, "target")))
-            for index, item in enumerate(spec.get("targets") or []):
-                text = item.get("target") if isinstance(item, dict) else item
-                entries.append((text, (*path, "targets", index)))
-        for text, item_path in entries:
+        for text, _, item_path in _alias_entries(alias, spec):
             parsed = parse_target(text) if isinstance(text, str) else None
             if parsed is not None and parsed[0] not in providers:
                 issues.append(
@@ -470,69 +476,37 @@ def _preset_location(positions: Mapping[Path, Location], path: Path) -> Location
     return None
 
 
-def _compile_aliases(
-    data: dict[str, Any],
-    document: Document,
-    providers: Mapping[str, ProviderAdapter],
-    issues: list[ConfigIssue],
-) -> dict[str, Route]:
+def _compile_aliases(data: dict[str, Any]) -> dict[str, Route]:
+    """Routes for ``models:``; the schema and ``_alias_target_issues`` have vetted every target."""
     aliases: dict[str, Route] = {}
-    known = set(data["providers"])
     defaults = RetryPolicy.from_dict((data.get("routing") or {}).get("retry"))
     for alias, spec in (data.get("models") or {}).items():
-        path: Path = ("models", alias)
-        entries: list[tuple[Any, Path]]
-        params: dict[str, Any] = {}
-        options: dict[str, Any] = {}
-        if isinstance(spec, str):
-            entries = [(spec, path)]
-        else:
-            params = dict(spec.get("params") or {})
-            options = spec
-            if "target" in spec:
-                entries = [(spec["target"], (*path, "target"))]
-            else:
-                entries = [
-                    (item, (*path, "targets", index)) for index, item in enumerate(spec["targets"])
-                ]
+        options: dict[str, Any] = spec if isinstance(spec, dict) else {}
+        params = dict(options.get("params") or {})
         targets: list[Target] = []
-        for item, item_path in entries:
-            text = item if isinstance(item, str) else item["target"]
-            parsed = parse_target(text)
-            if parsed is None or parsed[0] not in known:
-                provider = parsed[0] if parsed else text
-                issues.append(
-                    ConfigIssue(
-                        f"alias target '{text}' names provider '{provider}', which is not configured "
-                        f"(providers: {', '.join(sorted(known))})",
-                        item_path,
-                        document.locate(item_path),
-                    )
-                )
-                continue
-            detail = item if isinstance(item, dict) else {}
+        for text, detail, _ in _alias_entries(alias, spec):
+            provider, model = parse_target(text) or ("", "")
             targets.append(
                 Target(
-                    parsed[0],
-                    parsed[1],
+                    provider,
+                    model,
                     MappingProxyType({**params, **(detail.get("params") or {})}),
                     weight=float(detail.get("weight", 1.0)),
                     on=frozenset(detail["on"]) if "on" in detail else DEFAULT_FALLBACK_CLASSES,
                 )
             )
-        if targets:
-            aliases[alias] = Route(
-                alias,
-                alias,
-                tuple(targets),
-                strategy=str(options.get("strategy", "fallback")),
-                retry=RetryPolicy.from_dict(options["retry"], defaults)
-                if options.get("retry")
-                else None,
-                timeouts=MappingProxyType(
-                    {k: float(v) for k, v in (options.get("timeouts") or {}).items()}
-                ),
-            )
+        aliases[alias] = Route(
+            alias,
+            alias,
+            tuple(targets),
+            strategy=str(options.get("strategy", "fallback")),
+            retry=RetryPolicy.from_dict(options["retry"], defaults)
+            if options.get("retry")
+            else None,
+            timeouts=MappingProxyType(
+                {k: float(v) for k, v in (options.get("timeouts") or {}).items()}
+            ),
+        )
     return aliases
 
 

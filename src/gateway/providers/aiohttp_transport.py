@@ -17,11 +17,18 @@ import httpx
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """An aiohttp response body as an httpx byte stream; closing returns the connection."""
+    """An aiohttp response body as an httpx byte stream; closing returns the connection.
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    It also keeps the transport's ``in_flight`` honest, so a reload never closes a pool with
+    a body still open.
+    """
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: httpx.Request, transport: AiohttpTransport
+    ) -> None:
         self._response = response
         self._request = request
+        self._transport: AiohttpTransport | None = transport
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -35,6 +42,9 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise httpx.ReadError(str(exc), request=self._request) from exc
 
     async def aclose(self) -> None:
+        if self._transport is not None:
+            self._transport.in_flight -= 1
+            self._transport = None
         if self._response.content.at_eof():
             self._response.release()  # fully read: the connection goes back to the pool
         else:
@@ -95,7 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.ClientError as exc:
             raise httpx.ReadError(str(exc), request=request) from exc
         self.in_flight += 1
-        stream = _CountedStream(_ResponseStream(response, request), self)
+        stream = _ResponseStream(response, request, self)
         return httpx.Response(
             response.status,
             headers=[(name, value) for name, value in response.raw_headers],
@@ -110,22 +120,3 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-class _CountedStream(httpx.AsyncByteStream):
-    """Keeps ``in_flight`` honest so a reload never closes a pool with a body still open."""
-
-    def __init__(self, inner: _ResponseStream, transport: AiohttpTransport) -> None:
-        self._inner = inner
-        self._transport = transport
-        self._closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._transport.in_flight -= 1
-        await self._inner.aclose()

@@ -8,16 +8,10 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.support.fake_upstream import FakeUpstream, Reply, fake_upstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.server import running_gateway
 
 BROKEN_RULE = "{{ event.choices | length / 0 }}"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

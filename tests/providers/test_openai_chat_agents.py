@@ -16,19 +16,13 @@ import pytest
 from openai import AsyncOpenAI
 
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
-from tests.support.fake_upstream import FakeUpstream, Reply, fake_upstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.server import running_gateway
 
 set_tracing_disabled(True)
 
 CALL_ID = "call_weather_1"
 ANSWER = "It is 18C and cloudy in Paris."
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

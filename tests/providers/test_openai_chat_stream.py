@@ -15,17 +15,11 @@ from typing import Any
 import pytest
 from openai import APIError, OpenAI
 
-from tests.support.fake_upstream import FIXTURES, FakeUpstream, Reply, fake_upstream
+from tests.support.fake_upstream import FIXTURES, FakeUpstream, Reply
 from tests.support.server import running_gateway
 
 CHAT_FIXTURES = sorted(FIXTURES.glob("chat-*.sse"))
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

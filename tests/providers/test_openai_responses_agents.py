@@ -23,18 +23,12 @@ from tests.providers.openai_responses_support import (
     response_object,
     stream_events,
 )
-from tests.support.fake_upstream import FakeUpstream, Reply, fake_upstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.server import running_gateway
 
 set_tracing_disabled(True)
 
 ANSWER = "It is 18C and cloudy in Paris."
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,10 @@ from tests.providers.openai_responses_support import (
     reasoning,
     stream_events,
 )
-from tests.support.fake_upstream import FakeUpstream, Reply, fake_upstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.server import running_gateway
 
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with fake_upstream() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -78,6 +79,49 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the gateway's middlewares outermost and a fast lane for the LLM path.
+
+    ``POST /v1/responses`` is the call every agent makes, so it goes from the middlewares
+    straight to its handler: FastAPI's per-request stack (error and exception middlewares,
+    router, exit stack, its own telemetry) cost more CPU than the gateway's own framing.
+    Every other route, and every other method on that path, takes the FastAPI stack.
+    """
+
+    def __init__(self, front_door: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
+        self.front_door = front_door  # request id, observability and access, outermost first
+        self.fast_lane: dict[str, Endpoint] = {}
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self.front_door(FastLane(super().build_middleware_stack(), self.fast_lane))
+
+
+class FastLane:
+    """``POST`` to a fast-lane path → its endpoint, with the app's error pages; else ``routes``."""
+
+    def __init__(self, routes: ASGIApp, endpoints: dict[str, Endpoint]) -> None:
+        self.routes = routes
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["path"]) if scope.get("method") == "POST" else None
+        if endpoint is None:
+            await self.routes(scope, receive, send)
+            return
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except GatewayError as error:
+            response = error_response(error)
+        except Exception as exc:
+            response = await _unexpected_error(request, exc)
+        await response(scope, receive, send)
+
+
 def error_response(error: GatewayError) -> Response:
     return Response(
         orjson.dumps(error.body()),
@@ -123,7 +167,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(config_path: str | None = None, *, watch: bool | None = None) -> FastAPI:
+def create_app(config_path: str | None = None, *, watch: bool | None = None) -> GatewayApp:
     """Build the app; the config is loaded now so a broken file fails fast at startup."""
     settings = Settings.from_env()
     path = config_path or settings.config_path
@@ -160,7 +204,13 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
             await state.transports.aclose()
             observability.shutdown()
 
-    app = FastAPI(
+    def front_door(routes: ASGIApp) -> ASGIApp:
+        # Access control innermost: a 401 is still logged, counted and carries a request id.
+        routes = AccessMiddleware(routes, store=store)
+        return RequestIdMiddleware(observability.middleware(routes))
+
+    app = GatewayApp(
+        front_door,
         title="Gateway",
         version=__version__,
         lifespan=lifespan,
@@ -169,6 +219,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
         openapi_url=None,
     )
     app.router.add_route("/v1/responses", create_response, methods=["POST"])
+    app.fast_lane["/v1/responses"] = create_response
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/v1/models", list_models, methods=["GET"])
     app.include_router(agents_router)
@@ -177,9 +228,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(AccessMiddleware, store=store)  # gateway keys: 401 before any work
-    observability.install(app)  # /metrics; logs, metrics, spans per request (401s included)
-    app.add_middleware(RequestIdMiddleware)
+    observability.install(app)  # /metrics
     # httpx logs every request URL at INFO, and a query-auth provider's key is in the URL.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
     return app

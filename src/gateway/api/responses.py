@@ -9,7 +9,6 @@ the ``error`` event. A client that disconnects cancels the upstream call and pen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -365,28 +364,32 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work``, cancelling it if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
+    """Run ``work`` in this task, cancelling it if the client disconnects first.
+
+    One watcher task per request, cancelled as soon as the work is done: the work itself runs
+    in the request's task, so it keeps the request's context and costs no task of its own.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise ClientDisconnected
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        task.uncancel()
+        raise ClientDisconnected from None
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _relay(

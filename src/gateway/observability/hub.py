@@ -1,6 +1,6 @@
 """``Observability``: one per app; opens and closes request records, owns metrics and tracing.
 
-``install(app)`` adds the middleware and ``GET /metrics``; ``watch(store)`` follows config
+``install(app)`` adds ``GET /metrics`` and ``middleware(app)`` the per-request records; ``watch(store)`` follows config
 reloads (settings, prices, tracing exporter, log format, reload metrics). Everything a closed
 record produces (the log line, the metrics, the end of the server span) happens in ``close``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from gateway.observability.context import (
     new_span_id,
@@ -57,12 +57,15 @@ class Observability:
     # ------------------------------------------------------------------ wiring
 
     def install(self, app: FastAPI) -> None:
-        """Add the middleware (call before the request-id middleware, so it runs inside it)."""
-        from gateway.observability.middleware import ObservabilityMiddleware
-
+        """Add ``GET /metrics``; the app wraps its routes in ``middleware`` itself."""
         app.state.observability = self
         app.router.add_route(self.metrics_path, self.metrics.endpoint, methods=["GET"])
-        app.add_middleware(ObservabilityMiddleware, hub=self)
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """``app`` with a record opened and closed around every request it serves."""
+        from gateway.observability.middleware import ObservabilityMiddleware
+
+        return ObservabilityMiddleware(app, hub=self)
 
     def watch(self, store: RuntimeStore) -> None:
         """Apply the current config, and every config a reload swaps in; count reloads."""

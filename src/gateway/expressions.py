@@ -15,6 +15,7 @@ data is falsy, ``is defined`` is false, and a leaf yields ``None``.
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -61,6 +62,10 @@ _STRING_METHODS: Final = frozenset(
 _MAPPING_METHODS: Final = frozenset({"get", "keys", "values", "items"})
 
 
+#: Names that are literals, never read from the scope.
+_CONSTANT_NAMES: Final = frozenset({"true", "True", "false", "False", "none", "None"})
+
+
 class Unsupported(Exception):
     """An expression this compiler leaves to Jinja."""
 
@@ -78,11 +83,21 @@ def lookup(value: Any, key: Any) -> Any:
     return MISSING
 
 
-def compile_fast(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
-    """A closure evaluating ``expression``, or ``None`` when Jinja must evaluate it."""
+def compile_closure(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
+    """A closure evaluating ``expression``, or ``None`` when Jinja must evaluate it.
+
+    A missing value comes back as the chainable undefined; ``compile_fast`` makes it ``None``.
+    """
     try:
-        closure = _Compiler(environment).build(expression)
+        return _Compiler(environment).build(expression)
     except Unsupported:
+        return None
+
+
+def compile_fast(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
+    """``compile_closure`` whose missing values are ``None``, as a template leaf yields them."""
+    closure = compile_closure(expression, environment)
+    if closure is None:
         return None
 
     def evaluate(scope: Scope) -> Any:
@@ -123,6 +138,9 @@ class _Compiler:
         if name in ("none", "None"):
             return lambda scope: None
 
+        if name not in globals_:  # nearly every name: one dict read
+            return lambda scope: scope.get(name, MISSING)
+
         def load(scope: Scope) -> Any:
             value = scope.get(name, MISSING)
             if value is MISSING:
@@ -136,6 +154,9 @@ class _Compiler:
         return lambda scope: [item(scope) for item in items]
 
     def _Tuple(self, node: nodes.Tuple) -> Closure:
+        values = tuple(item.value for item in node.items if isinstance(item, nodes.Const))
+        if len(values) == len(node.items):  # ('a', 'b'): a constant, immutable
+            return lambda scope: values
         items = [self.build(item) for item in node.items]
         return lambda scope: tuple(item(scope) for item in items)
 
@@ -146,13 +167,58 @@ class _Compiler:
     # ------------------------------------------------------------------ lookups
 
     def _Getattr(self, node: nodes.Getattr) -> Closure:
+        if node.attr.startswith("_"):
+            raise Unsupported("internal attribute")  # Jinja's sandbox decides
+        path = self._path(node)
+        if path is not None:
+            return path
         target = self.build(node.node)
         name = node.attr
-        if name.startswith("_"):
-            raise Unsupported("internal attribute")  # Jinja's sandbox decides
         return lambda scope: lookup(target(scope), name)
 
+    def _path(self, node: nodes.Node) -> Closure | None:
+        """``name.key[0].key``: constant keys from a scope name, read in one loop."""
+        keys: list[Any] = []
+        while isinstance(node, nodes.Getattr | nodes.Getitem):
+            if isinstance(node, nodes.Getattr):
+                key = node.attr
+            elif isinstance(node.arg, nodes.Const):
+                key = node.arg.value
+            else:
+                return None
+            if isinstance(key, str) and key.startswith("_"):
+                raise Unsupported("internal key")
+            keys.append(key)
+            node = node.node
+        name = node.name if isinstance(node, nodes.Name) else None
+        if name is None or name in self.environment.globals or name in _CONSTANT_NAMES:
+            return None
+        keys.reverse()
+        if len(keys) == 1:
+            key = keys[0]
+
+            def walk_one(scope: Scope) -> Any:
+                value = scope.get(name, MISSING)
+                return value.get(key, MISSING) if type(value) is dict else lookup(value, key)
+
+            return walk_one
+
+        def walk(scope: Scope) -> Any:
+            value = scope.get(name, MISSING)
+            for key in keys:
+                value = value.get(key, MISSING) if type(value) is dict else lookup(value, key)
+            return value
+
+        return walk
+
     def _Getitem(self, node: nodes.Getitem) -> Closure:
+        if isinstance(node.arg, nodes.Const):
+            key = node.arg.value
+            if isinstance(key, str) and key.startswith("_"):
+                raise Unsupported("internal key")
+            path = self._path(node)
+            if path is not None:
+                return path
         target = self.build(node.node)
         if isinstance(node.arg, nodes.Slice):
             return self._slice(target, node.arg)
@@ -233,6 +299,9 @@ class _Compiler:
     def _Compare(self, node: nodes.Compare) -> Closure:
         first = self.build(node.expr)
         steps = [(_COMPARE[operand.op], self.build(operand.expr)) for operand in node.ops]
+        if len(steps) == 1:  # ``a == b``: no chain
+            function, right = steps[0]
+            return lambda scope: bool(function(first(scope), right(scope)))
 
         def compare(scope: Scope) -> Any:
             left = first(scope)
@@ -283,8 +352,20 @@ class _Compiler:
         subject: Closure | None,
         node: nodes.Filter | nodes.Test | nodes.Call,
     ) -> Closure:
+        if getattr(function, "jinja_async_variant", False):
+            # Jinja's sync/async dispatcher around a filter; ``__wrapped__`` is the sync one.
+            function = inspect.unwrap(function)
         prefix = self._prefix(function)
         args, kwargs = self._arguments(node)
+        constants = tuple(arg.value for arg in node.args if isinstance(arg, nodes.Const))
+        if not kwargs and len(constants) == len(args):
+            # ``x | by_type('text')``, ``x is mapping``: the arguments are known now.
+            if subject is None:
+                head = (*prefix, *constants)
+                return lambda scope: function(*head)
+            if not prefix:
+                return lambda scope: function(subject(scope), *constants)
+            return lambda scope: function(*prefix, subject(scope), *constants)
 
         def call(scope: Scope) -> Any:
             positional = [argument(scope) for argument in args]

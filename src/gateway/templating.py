@@ -35,11 +35,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 import orjson
-from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gateway.expressions import compile_fast
+from gateway.expressions import compile_closure
 
 Scope = Mapping[str, Any]
 Renderer = Callable[[Scope], Any]
@@ -386,22 +386,27 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
 
     def evaluate(scope: Scope) -> Any:
         try:
-            return compiled(scope)
+            value = compiled(scope)
         except RenderError:
             raise
         except Exception as exc:  # a template bug, reported with its source
             raise RenderError(f"{{{{ {source} }}}}: {exc}") from exc
+        return None if isinstance(value, Undefined) else value
 
     return evaluate
 
 
 def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
-    """A closure compiled from the expression's AST, or Jinja's evaluator when it must be."""
+    """A closure compiled from the expression's AST, or Jinja's evaluator when it must be.
+
+    Either may return an undefined value for missing data; ``compile_expression`` maps it to
+    ``None``.
+    """
     parser = Parser(ENV, source, state="variable")
     node = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
-    fast = compile_fast(node, ENV)
+    fast = compile_closure(node, ENV)
     if fast is not None:
         return fast
     slow = ENV.compile_expression(source, undefined_to_none=True)
@@ -459,12 +464,20 @@ def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> R
     if not any(_has_template(value) for value in tree.values()):
         frozen = dict(tree)
         return lambda scope: dict(frozen)
-    fields = tuple((str(key), compile_tree(value, (*where, key))) for key, value in tree.items())
+    # A field with a constant scalar (``type: text``) keeps its value; the others render.
+    fields: list[tuple[str, Renderer | None, Any]] = []
+    for key, value in tree.items():
+        constant = value is None or isinstance(value, bool | int | float | str)
+        if constant and not _has_template(value):
+            fields.append((str(key), None, value))
+        else:
+            fields.append((str(key), compile_tree(value, (*where, key)), None))
 
     def render(scope: Scope) -> Any:
         result: dict[str, Any] = {}
-        for key, field in fields:
-            value = field(scope)
+        for key, field, value in fields:
+            if field is not None:
+                value = field(scope)
             if value is not None and value is not OMIT:
                 result[key] = value
         return result
@@ -535,7 +548,9 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
     if form == "$if":
         condition = _expression_of(tree["$if"], here)
         then = compile_tree(tree.get("then", OMIT), (*where, "then"))
-        otherwise = compile_tree(tree.get("else", OMIT), (*where, "else"))
+        if "else" not in tree:
+            return lambda scope: then(scope) if condition(scope) else OMIT
+        otherwise = compile_tree(tree["else"], (*where, "else"))
         return lambda scope: then(scope) if condition(scope) else otherwise(scope)
     if form == "$switch":
         return _compile_switch(tree, here, where)

@@ -7,47 +7,48 @@ comments, so CRLF frames and keep-alive pings need no special cases.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 
 #: A bare (un-prefixed) JSON body longer than this is passed on as is, parsed or not.
 MAX_BARE_JSON = 1024 * 1024
 
 
+Frame = tuple[str | None, str]
+
+
 class SSEDecoder:
     """Server-sent events per the WHATWG grammar (the subset upstream LLM APIs use)."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = b""  # an incomplete last line
         self._event: str | None = None
         self._data: list[bytes] = []
         self._bare: list[bytes] | None = None  # lines of a bare JSON body being collected
         self._bare_size = 0
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
-        self._buffer += chunk
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                return
-            line = self._buffer[:newline]
-            self._buffer = self._buffer[newline + 1 :]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            yield from self._line(line)
+    def feed(self, chunk: bytes) -> list[Frame]:
+        """The events completed by ``chunk``, in order."""
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        frames: list[Frame] = []
+        for line in lines:
+            self._line(line[:-1] if line.endswith(b"\r") else line, frames)
+        return frames
 
-    def _line(self, line: bytes) -> Iterator[tuple[str | None, str]]:
+    def _line(self, line: bytes, frames: list[Frame]) -> None:
         if self._bare is not None:
-            yield from self._bare_line(line)
+            self._bare_line(line, frames)
+            return
+        if line.startswith(b"data:"):  # nearly every line
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
             return
         if not line:
             if self._data:
                 data = b"\n".join(self._data).decode("utf-8", "replace")
-                event, self._event, self._data = self._event, None, []
-                yield event, data
-            else:
-                self._event = None
+                frames.append((self._event, data))
+                self._data = []
+            self._event = None
             return
         if line.startswith(b":"):
             return
@@ -55,7 +56,7 @@ class SSEDecoder:
             # Some upstreams answer a streaming call with a plain (often pretty-printed,
             # multi-line) JSON error body: collect its lines until they parse as one document.
             self._bare, self._bare_size = [], 0
-            yield from self._bare_line(line)
+            self._bare_line(line, frames)
             return
         field, _, value = line.partition(b":")
         if value.startswith(b" "):
@@ -65,7 +66,7 @@ class SSEDecoder:
         elif field == b"event":
             self._event = value.decode("utf-8", "replace")
 
-    def _bare_line(self, line: bytes) -> Iterator[tuple[str | None, str]]:
+    def _bare_line(self, line: bytes, frames: list[Frame]) -> None:
         assert self._bare is not None
         self._bare.append(line)
         self._bare_size += len(line) + 1
@@ -78,17 +79,19 @@ class SSEDecoder:
             if self._bare_size <= MAX_BARE_JSON:
                 return
         self._bare = None
-        yield None, text.decode("utf-8", "replace")
+        frames.append((None, text.decode("utf-8", "replace")))
 
-    def close(self) -> Iterator[tuple[str | None, str]]:
+    def close(self) -> list[Frame]:
         """Flush a final event that had no trailing blank line."""
+        frames: list[Frame] = []
         if self._buffer:
             line, self._buffer = self._buffer.rstrip(b"\r"), b""
-            yield from self._line(line)
+            self._line(line, frames)
         if self._bare is not None:  # a bare body cut short: pass it on, the reader reports it
             text, self._bare = b"\n".join(self._bare), None
-            yield None, text.decode("utf-8", "replace")
-        yield from self._line(b"")
+            frames.append((None, text.decode("utf-8", "replace")))
+        self._line(b"", frames)
+        return frames
 
 
 class NDJSONDecoder:
@@ -97,20 +100,14 @@ class NDJSONDecoder:
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
-        self._buffer += chunk
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                return
-            line, self._buffer = self._buffer[:newline].strip(), self._buffer[newline + 1 :]
-            if line:
-                yield None, line.decode("utf-8", "replace")
+    def feed(self, chunk: bytes) -> list[Frame]:
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        return [(None, line.decode("utf-8", "replace")) for line in map(bytes.strip, lines) if line]
 
-    def close(self) -> Iterator[tuple[str | None, str]]:
+    def close(self) -> list[Frame]:
         line, self._buffer = self._buffer.strip(), b""
-        if line:
-            yield None, line.decode("utf-8", "replace")
+        return [(None, line.decode("utf-8", "replace"))] if line else []
 
 
 Decoder = SSEDecoder | NDJSONDecoder

@@ -417,20 +417,39 @@ def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
     template = _COMPILED.get(("text", source))
     if template is None:
         try:
-            template = ENV.from_string(_parse_checked(source, where))
+            ast = _parse_checked(source, where)
+            template = _substitutions(ast) or ENV.from_string(ast).render
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}", where) from exc
         _remember(("text", source), template)
+    compiled: Callable[[Scope], str] = template
 
     def render(scope: Scope) -> Any:
         try:
-            return template.render(scope)
+            return compiled(scope)
         except RenderError:
             raise
         except Exception as exc:
             raise RenderError(f"{source!r}: {exc}") from exc
 
     return render
+
+
+def _substitutions(ast: nodes.Template) -> Callable[[Scope], str] | None:
+    """Text with ``{{ }}`` substitutions only (no tags), joined as Jinja would (``str`` of each
+    value, undefined as ``""``) without a render context; ``None`` for anything else."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    parts: list[Callable[[Scope], Any]] = []
+    for node in ast.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(_constant(node.data))
+            continue
+        closure = compile_closure(node, ENV)
+        if closure is None:
+            return None
+        parts.append(closure)
+    return lambda scope: "".join([str(part(scope)) for part in parts])
 
 
 def compile_string(source: str, where: tuple[str | int, ...] = ()) -> Renderer:

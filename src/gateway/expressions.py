@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from jinja2 import nodes
+from jinja2.filters import make_attrgetter
 from jinja2.nodes import EvalContext
 from jinja2.runtime import ChainableUndefined, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
@@ -64,6 +65,28 @@ _MAPPING_METHODS: Final = frozenset({"get", "keys", "values", "items"})
 
 #: Names that are literals, never read from the scope.
 _CONSTANT_NAMES: Final = frozenset({"true", "True", "false", "False", "none", "None"})
+
+
+_SELECTS: Final = frozenset({"select", "reject", "selectattr", "rejectattr"})
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _mapped(values: Any, getter: Callable[[Any], Any]) -> Iterator[Any]:
+    """As Jinja's ``map``: a generator, empty for a falsy value."""
+    if values:
+        for item in values:
+            yield getter(item)
+
+
+def _selected(values: Any, keep: Callable[[Any], bool]) -> Iterator[Any]:
+    """As Jinja's ``select`` family: a generator, empty for a falsy value."""
+    if values:
+        for item in values:
+            if keep(item):
+                yield item
 
 
 class Unsupported(Exception):
@@ -380,7 +403,63 @@ class _Compiler:
         function: Any = self.environment.filters.get(node.name)
         if function is None or node.node is None:
             raise Unsupported(f"filter {node.name}")
-        return self._apply(function, self.build(node.node), node)
+        subject = self.build(node.node)
+        if node.name == "map":
+            closure = self._map(node, subject)
+        elif node.name in _SELECTS:
+            closure = self._select(node, subject)
+        else:
+            closure = None
+        return closure if closure is not None else self._apply(function, subject, node)
+
+    # ``map(attribute='x')`` and ``select``/``reject``/``selectattr``/``rejectattr`` with a
+    # constant attribute and test: Jinja's own attribute getter and test, looked up once here
+    # instead of on every call (the test on every item); anything else goes to Jinja's filter.
+
+    def _map(self, node: nodes.Filter, subject: Closure) -> Closure | None:
+        if node.args or node.dyn_args or node.dyn_kwargs:
+            return None
+        kwargs = {
+            str(keyword.key): keyword.value.value
+            for keyword in node.kwargs
+            if isinstance(keyword.value, nodes.Const)
+        }
+        if len(kwargs) != len(node.kwargs) or set(kwargs) - {"attribute", "default"}:
+            return None
+        if "attribute" not in kwargs:
+            return None
+        getter = make_attrgetter(
+            self.environment, kwargs["attribute"], default=kwargs.get("default")
+        )
+        return lambda scope: _mapped(subject(scope), getter)
+
+    def _select(self, node: nodes.Filter, subject: Closure) -> Closure | None:
+        if node.kwargs or node.dyn_args or node.dyn_kwargs:
+            return None
+        args = list(node.args)
+        getter: Callable[[Any], Any] = _identity
+        if node.name.endswith("attr"):
+            attribute = args.pop(0) if args else None
+            if not isinstance(attribute, nodes.Const):
+                return None
+            getter = make_attrgetter(self.environment, attribute.value)
+        keep = node.name.startswith("select")
+        if not args:
+            return lambda scope: _selected(subject(scope), lambda item: bool(getter(item)) is keep)
+        name = args.pop(0)
+        test: Any = (
+            self.environment.tests.get(name.value) if isinstance(name, nodes.Const) else None
+        )
+        if test is None:
+            return None
+        prefix, rest = self._prefix(test), [self.build(arg) for arg in args]
+
+        def select(scope: Scope) -> Any:
+            values = subject(scope)
+            more = [argument(scope) for argument in rest]
+            return _selected(values, lambda item: bool(test(*prefix, getter(item), *more)) is keep)
+
+        return select
 
     def _Test(self, node: nodes.Test) -> Closure:
         function: Any = self.environment.tests.get(node.name)

@@ -72,7 +72,7 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
             f"Request body is {len(raw)} bytes; the limit is {limits.max_body_bytes} bytes.",
             code="request_too_large",
         )
-    if not raw.strip():
+    if not raw or raw.isspace():  # no copy of the body, unlike strip()
         raise invalid_request("Request body is empty; send a JSON object.", code="invalid_json")
     try:
         body = orjson.loads(raw)
@@ -142,24 +142,32 @@ def parse_body(raw: bytes, limits: RequestLimits) -> ResponsesRequest:
 
 
 def _check_shape(body: Any, limits: RequestLimits) -> None:
-    """Reject deep nesting and huge strings before any recursive work touches the body."""
-    stack: list[tuple[Any, int]] = [(body, 0)]
-    while stack:
-        node, depth = stack.pop()
+    """Reject deep nesting and huge strings before any recursive work touches the body.
+
+    One level of the tree at a time (the body is parsed JSON: exact dicts, lists and scalars).
+    """
+    level: list[Any] = [body]
+    depth = 0
+    while level:
         if depth > limits.max_depth:
             raise invalid_request(
                 f"Request JSON is nested deeper than {limits.max_depth} levels.",
                 code="nesting_too_deep",
             )
-        if isinstance(node, dict):
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
-        elif isinstance(node, str) and len(node) > limits.max_string_chars:
-            raise invalid_request(
-                f"A string in the request has {len(node)} characters; the limit is {limits.max_string_chars}.",
-                code="string_too_long",
-            )
+        below: list[Any] = []
+        for node in level:
+            kind = type(node)
+            if kind is dict:
+                below.extend(node.values())
+            elif kind is list:
+                below.extend(node)
+            elif kind is str and len(node) > limits.max_string_chars:
+                raise invalid_request(
+                    f"A string in the request has {len(node)} characters; the limit is {limits.max_string_chars}.",
+                    code="string_too_long",
+                )
+        level = below
+        depth += 1
 
 
 def _apply_shorthands(body: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ order every upstream format produces and the order the SDK's stream helper expec
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ COMPLETED: Final = FinishOutcome()
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{os.urandom(24).hex()}"  # what secrets.token_hex(24) does, minus two calls
 
 
 _ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
@@ -93,6 +93,9 @@ def response_skeleton(
     return response
 
 
+_ID_PREFIXES: Final = {"message": "msg", "function_call": "fc", "reasoning": "rs"}
+
+
 class _Item:
     """One output item being built."""
 
@@ -114,15 +117,20 @@ class _Item:
         self.kind = kind  # message | function_call | reasoning
         self.index = index
         self.key = key
-        prefix = {"message": "msg", "function_call": "fc", "reasoning": "rs"}[kind]
-        self.id = new_id(prefix)
-        self.parts: list[list[str]] = []  # message: [[type, text]]
+        self.id = new_id(_ID_PREFIXES[kind])
+        # message: (type, text pieces) per content part; the pieces are joined when read, so
+        # a long answer is not copied again on every delta
+        self.parts: list[tuple[str, list[str]]] = []
         self.summary: list[str] = []
         self.encrypted: str | None = None
         self.call_id = ""
         self.name = ""
         self.arguments = ""
         self.status = "completed"  # as closed: the item cut short by a limit is "incomplete"
+
+    def texts(self) -> list[tuple[str, str]]:
+        """The message's content parts as ``(type, text)``."""
+        return [(kind, "".join(pieces)) for kind, pieces in self.parts]
 
     def added(self) -> dict[str, Any]:
         """The item as ``output_item.added`` announces it: in progress, nothing in it yet."""
@@ -136,7 +144,7 @@ class _Item:
                 {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
                 if kind == "output_text"
                 else {"type": "refusal", "refusal": text}
-                for kind, text in self.parts
+                for kind, text in self.texts()
             ]
             return {
                 "id": self.id,
@@ -222,7 +230,7 @@ class ResponseEmitter:
     def feed(self, event: CanonicalEvent) -> list[ResponsesEvent]:
         """Apply one canonical event; return the Responses events it produces."""
         out = self.start() if not self._started else []
-        if self.done:
+        if self._done:
             return out
         if event.get("snapshot"):
             unsent = self._unsent(event)
@@ -281,7 +289,7 @@ class ResponseEmitter:
             sent = "".join(item.summary)
         else:
             part_type = "output_text" if kind == "text" else "refusal"
-            sent = "".join(text for part, text in item.parts if part == part_type)
+            sent = "".join(text for part, text in item.texts() if part == part_type)
         whole = str(event.get(field) or "")
         if not whole.startswith(sent):
             return None
@@ -394,7 +402,7 @@ class ResponseEmitter:
         if not item.parts or item.parts[-1][0] != part_type:
             if item.parts:
                 self._close_part(out, item)
-            item.parts.append([part_type, ""])
+            item.parts.append((part_type, []))
             empty = (
                 {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
                 if part_type == "output_text"
@@ -410,8 +418,7 @@ class ResponseEmitter:
                     "part": empty,
                 },
             )
-        part = item.parts[-1]
-        part[1] += text
+        item.parts[-1][1].append(text)
         if part_type == "output_text":
             self._event(
                 out,
@@ -438,7 +445,8 @@ class ResponseEmitter:
 
     def _close_part(self, out: list[ResponsesEvent], item: _Item) -> None:
         index = len(item.parts) - 1
-        part_type, text = item.parts[index]
+        part_type, pieces = item.parts[index]
+        text = "".join(pieces)
         common = {"item_id": item.id, "output_index": item.index, "content_index": index}
         if part_type == "output_text":
             self._event(

@@ -182,7 +182,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = GatewayState(
             store=store,
-            transports=TransportPool(event_hooks=observability.upstream_event_hooks()),
+            transports=TransportPool(),
             agent_bus=observability.instrument_bus(create_bus(store.current.agents.backend)),
             limiter=create_limiter(store.current.server.redis_url),
         )
@@ -229,8 +229,6 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, _unexpected_error)
     observability.install(app)  # /metrics
-    # httpx logs every request URL at INFO, and a query-auth provider's key is in the URL.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
     return app
 
 

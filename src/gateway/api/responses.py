@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -26,6 +25,7 @@ from gateway.errors import GatewayError
 from gateway.observability import RequestRecord, record_for
 from gateway.providers.adapter import RETRYABLE_CLASSES, ProviderAdapter, UpstreamFailure
 from gateway.providers.call import UpstreamError, UpstreamStream, call_whole, open_stream
+from gateway.providers.http1 import Timeouts
 from gateway.resilience import class_of_stream_error, retry_after_seconds
 from gateway.responses.emitter import ResponseEmitter, ResponsesEvent
 from gateway.responses.normalize import ResponsesRequest, normalize, parse_body
@@ -64,7 +64,6 @@ class Flow:
     attempts: int = 0
     targets_tried: int = 0
     target: Target | None = None
-    upstream_seconds: float = 0.0  # time blocked on the upstream, excluded from overhead
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -119,7 +118,7 @@ async def create_response(request: Request) -> Response:
                 **flow.headers(),
                 **grant.headers,
                 **SSE_HEADERS,
-                "x-gateway-overhead-ms": _overhead_ms(flow),
+                "x-gateway-overhead-ms": _overhead_ms(flow, primed.upstream.waited),
             }
             return StreamingResponse(_relay(flow, primed, grant), 200, headers=headers)
         emitter = await _until_disconnect(request, _with_fallbacks(flow, _complete_whole))
@@ -139,8 +138,12 @@ async def create_response(request: Request) -> Response:
     return Response(orjson.dumps(emitter.response), 200, headers=headers)
 
 
-def _overhead_ms(flow: Flow) -> str:
-    return f"{(time.perf_counter() - flow.started - flow.upstream_seconds) * 1000:.3f}"
+def _overhead_ms(flow: Flow, streaming_wait: float = 0.0) -> str:
+    """The gateway's own time so far: not blocked on the upstream, not backing off."""
+    record = flow.record
+    spent = time.perf_counter() - flow.started
+    own = spent - record.upstream_seconds - record.wait_seconds - streaming_wait
+    return f"{own * 1000:.3f}"
 
 
 # --------------------------------------------------------------------------- attempts
@@ -179,6 +182,7 @@ async def _with_fallbacks(
             try:
                 result = await attempt(flow, target, adapter)
             except UpstreamError as exc:
+                flow.record.upstream_answer(exc.status, exc.waited)
                 last = exc.failure
                 observed.failed(last.error_class, last.error.status, last.error.message)
                 if last.error_class in RETRYABLE_CLASSES:
@@ -213,29 +217,27 @@ def _request_for(flow: Flow, target: Target) -> CanonicalRequest:
     return normalize(flow.parsed, target.model, dict(target.params) if target.params else None)
 
 
-def _timeouts(
-    flow: Flow, adapter: ProviderAdapter
-) -> tuple[httpx.Timeout, float | None, float | None]:
-    """Per-request httpx timeouts (alias over provider), plus total and first-token limits."""
+def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | None, float | None]:
+    """Per-request transport timeouts (alias over provider), plus total and first-token limits."""
     base = adapter.timeouts
     alias = flow.route.timeouts
-    timeout = httpx.Timeout(
+    timeouts = Timeouts(
         connect=alias.get("connect", base.connect),
         read=alias.get("read", base.read),
         write=alias.get("write", base.write),
         pool=alias.get("pool", base.pool),
     )
-    return timeout, alias.get("total", base.total), alias.get("first_token", base.first_token)
+    return timeouts, alias.get("total", base.total), alias.get("first_token", base.first_token)
 
 
-def _timed_out(adapter: ProviderAdapter, what: str, seconds: float) -> UpstreamError:
+def _timed_out(adapter: ProviderAdapter, what: str, seconds: float, waited: float) -> UpstreamError:
     error = GatewayError(
         504,
         f"Upstream provider '{adapter.name}' timed out: no {what} within {seconds:g}s.",
         type="timeout_error",
         code="upstream_timeout",
     )
-    return UpstreamError(UpstreamFailure(error, "timeout"))
+    return UpstreamError(UpstreamFailure(error, "timeout"), waited=waited)
 
 
 def _failure_from_event(adapter: ProviderAdapter, event: CanonicalEvent) -> UpstreamError:
@@ -262,24 +264,24 @@ def _failure_from_event(adapter: ProviderAdapter, event: CanonicalEvent) -> Upst
 
 async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) -> ResponseEmitter:
     req = _request_for(flow, target)
-    timeout, total, first_token = _timeouts(flow, adapter)
+    timeouts, total, first_token = _timeouts(flow, adapter)
     limit = min(filter(None, (total, first_token)), default=None)
     client = flow.state.transports.client_for(adapter)
     upstream_started = time.perf_counter()
     try:
         async with asyncio.timeout(limit):
-            events = await call_whole(adapter, client, req, timeout=timeout)
+            answer = await call_whole(adapter, client, req, timeouts)
     except TimeoutError:
-        raise _timed_out(adapter, "answer", limit or 0) from None
-    finally:
-        flow.upstream_seconds += time.perf_counter() - upstream_started
+        waited = time.perf_counter() - upstream_started
+        raise _timed_out(adapter, "answer", limit or 0, waited) from None
+    flow.record.upstream_answer(answer.status, answer.waited)
     emitter = ResponseEmitter(
         model=flow.parsed.model,
         body=flow.parsed.body,
         finish_reasons=adapter.finish_reasons,
         stream=False,
     )
-    for event in events:
+    for event in answer.events:
         if event.get("type") == "error":
             raise _failure_from_event(adapter, event)
         emitter.feed(event)
@@ -309,7 +311,7 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     Nothing has been sent to the client yet, so a failure here can still be retried.
     """
     req = _request_for(flow, target)
-    timeout, total, first_token = _timeouts(flow, adapter)
+    timeouts, total, first_token = _timeouts(flow, adapter)
     client = flow.state.transports.client_for(adapter)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + total if total else None
@@ -325,7 +327,8 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     upstream: UpstreamStream | None = None
     try:
         async with asyncio.timeout(limit):
-            upstream = await open_stream(adapter, client, req, timeout=timeout)
+            upstream = await open_stream(adapter, client, req, timeouts)
+            flow.record.upstream_answer(upstream.response.status, 0.0)  # waits: at its close
             batches = upstream.batches()
             saw_finish = False
             async for batch in batches:
@@ -353,13 +356,17 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     except TimeoutError:
         if upstream is not None:
             await upstream.aclose()
-        raise _timed_out(adapter, "first token", limit or 0) from None
+        waited = time.perf_counter() - upstream_started
+        raise _timed_out(adapter, "first token", limit or 0, waited) from None
+    except UpstreamError as exc:
+        if upstream is not None:  # an error event of the opened stream
+            await upstream.aclose()
+            exc.waited += upstream.waited
+        raise
     except BaseException:
         if upstream is not None:
             await upstream.aclose()
         raise
-    finally:
-        flow.upstream_seconds += time.perf_counter() - upstream_started
     return PrimedStream(upstream, batches, emitter, primed, deadline)
 
 
@@ -431,6 +438,7 @@ async def _relay(
             )
     finally:
         await upstream.aclose()
+        flow.record.upstream_answer(None, upstream.waited)
         flow.record.finish(emitter.response, emitter.finish_reason)
         if grant is not None:
             grant.settle_soon(emitter.response.get("usage"))

@@ -107,11 +107,6 @@ class Observability:
 
         return InstrumentedBus(bus, self.metrics)
 
-    def upstream_event_hooks(self) -> dict[str, list[Callable[..., Any]]]:
-        from gateway.observability.upstream import event_hooks
-
-        return event_hooks()
-
     def breaker_changed(self, provider: str, state: str, reason: str | None = None) -> None:
         """A circuit breaker changed state: the gauge, and one log line per transition."""
         previous = self.metrics.breaker(provider, state)

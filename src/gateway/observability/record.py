@@ -67,10 +67,6 @@ class Attempt:
         if self.ended:
             return
         self.ended = True
-        record = self.record
-        if record.upstream_since is not None:  # a transport error: no response hook ran
-            record.upstream_seconds += perf_counter() - record.upstream_since
-            record.upstream_since = None
         if self.span is not None:
             if self.status is not None:
                 self.span.set_attribute("http.response.status_code", self.status)
@@ -112,7 +108,6 @@ class RequestRecord:
     reasoning_tokens: int | None = None
     cost_usd: float | None = None
     first_token_at: float | None = None
-    upstream_since: float | None = None  # an upstream call is waiting for its response head
     upstream_seconds: float = 0.0  # blocked on upstream reads
     client_seconds: float = 0.0  # blocked on writes to the client
     wait_seconds: float = 0.0  # deliberate waits: retry back-off
@@ -216,6 +211,14 @@ class RequestRecord:
     @property
     def attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def upstream_answer(self, status: int | None, waited: float) -> None:
+        """The current attempt's upstream answered ``status`` (None: no new status), after
+        ``waited`` seconds blocked on it: upstream time, not the gateway's overhead."""
+        self.upstream_seconds += waited
+        attempt = self.attempt
+        if status is not None and attempt is not None and not attempt.ended:
+            attempt.status = status
 
     def first_token(self) -> None:
         if self.first_token_at is None:

@@ -9,78 +9,116 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from time import perf_counter
 
-import httpx
 import orjson
 
 from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
 from gateway.providers.adapter import ProviderAdapter, UpstreamFailure
 from gateway.providers.decoding import make_decoder
+from gateway.providers.http1 import Timeout, Timeouts, TransportError
+from gateway.providers.transport import UpstreamClient, UpstreamResponse
 
 
 class UpstreamError(Exception):
-    def __init__(self, failure: UpstreamFailure) -> None:
+    """An attempt failed before its answer started; ``status`` is the upstream's HTTP status
+    (None when no answer came), ``waited`` the seconds spent blocked on the upstream."""
+
+    def __init__(
+        self, failure: UpstreamFailure, *, status: int | None = None, waited: float = 0.0
+    ) -> None:
         super().__init__(failure.error.message)
         self.failure = failure
+        self.status = status
+        self.waited = waited
 
 
-def _transport_failure(adapter: ProviderAdapter, exc: Exception) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
+def _transport_failure(
+    adapter: ProviderAdapter, exc: TransportError, waited: float
+) -> UpstreamError:
+    if isinstance(exc, Timeout):
         error = GatewayError(
             504,
             f"Upstream provider '{adapter.name}' timed out ({type(exc).__name__}).",
             type="timeout_error",
             code="upstream_timeout",
         )
-        return UpstreamError(UpstreamFailure(error, "timeout"))
+        return UpstreamError(UpstreamFailure(error, "timeout"), waited=waited)
     error = GatewayError(
         502,
         f"Could not reach upstream provider '{adapter.name}': {type(exc).__name__}.",
         type="server_error",
         code="upstream_unreachable",
     )
-    return UpstreamError(UpstreamFailure(error, "server_error"))
+    return UpstreamError(UpstreamFailure(error, "server_error"), waited=waited)
 
 
-def _bad_body(adapter: ProviderAdapter) -> UpstreamError:
+def _bad_body(adapter: ProviderAdapter, status: int, waited: float) -> UpstreamError:
     error = GatewayError(
         502,
         f"Upstream provider '{adapter.name}' sent a body that is not JSON.",
         type="server_error",
         code="bad_gateway",
     )
-    return UpstreamError(UpstreamFailure(error, "server_error"))
+    return UpstreamError(UpstreamFailure(error, "server_error"), status=status, waited=waited)
 
 
-async def call_whole(
-    adapter: ProviderAdapter,
-    client: httpx.AsyncClient,
-    req: CanonicalRequest,
-    *,
-    timeout: httpx.Timeout | None = None,
-) -> list[CanonicalEvent]:
-    """A non-streaming attempt: the whole answer as canonical events."""
+@dataclass
+class WholeAnswer:
+    """A non-streaming attempt's answer: its canonical events, and what the wait cost."""
+
+    status: int
+    events: list[CanonicalEvent]
+    waited: float
+
+
+async def _send(
+    adapter: ProviderAdapter, client: UpstreamClient, req: CanonicalRequest, timeouts: Timeouts
+) -> UpstreamResponse:
     upstream = adapter.build_request(req)
+    started = perf_counter()
     try:
-        response = await client.request(
+        return await client.request(
             upstream.method,
             upstream.url,
             headers=upstream.headers,
-            content=upstream.body,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            body=upstream.body,
+            timeouts=timeouts,
         )
-    except httpx.HTTPError as exc:
-        raise _transport_failure(adapter, exc) from None
-    if response.status_code >= 400:
-        raise UpstreamError(
-            adapter.classify_error(response.status_code, response.headers, response.content)
-        )
+    except TransportError as exc:
+        raise _transport_failure(adapter, exc, perf_counter() - started) from None
+
+
+async def _refusal(adapter: ProviderAdapter, response: UpstreamResponse) -> UpstreamError:
+    """An HTTP error answer, read and classified (the body names the error)."""
     try:
-        body = orjson.loads(response.content)
+        content = await response.read()
+    except TransportError:
+        content = b""
+    finally:
+        await response.aclose()
+    failure = adapter.classify_error(response.status, response.headers, content)
+    return UpstreamError(failure, status=response.status, waited=response.waited)
+
+
+async def call_whole(
+    adapter: ProviderAdapter, client: UpstreamClient, req: CanonicalRequest, timeouts: Timeouts
+) -> WholeAnswer:
+    """A non-streaming attempt: the whole answer as canonical events."""
+    response = await _send(adapter, client, req, timeouts)
+    if response.status >= 400:
+        raise await _refusal(adapter, response)
+    try:
+        content = await response.read()
+    except TransportError as exc:
+        await response.aclose()
+        raise _transport_failure(adapter, exc, response.waited) from None
+    try:
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
-        raise _bad_body(adapter) from None
-    return adapter.events_from_body(body, req)
+        raise _bad_body(adapter, response.status, response.waited) from None
+    return WholeAnswer(response.status, adapter.events_from_body(body, req), response.waited)
 
 
 @dataclass
@@ -88,15 +126,20 @@ class UpstreamStream:
     """An upstream stream whose status line has been checked; iterate ``batches()`` once."""
 
     adapter: ProviderAdapter
-    response: httpx.Response
+    response: UpstreamResponse
     req: CanonicalRequest
+
+    @property
+    def waited(self) -> float:
+        """Seconds blocked on the upstream so far (head and every read)."""
+        return self.response.waited
 
     async def batches(self) -> AsyncIterator[list[CanonicalEvent]]:
         """The canonical events of each network read, together: one client write per read."""
         decoder = make_decoder(self.adapter.stream.framing)
         adapter, req = self.adapter, self.req
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self.response.iter_raw():
                 batch: list[CanonicalEvent] = []
                 for name, data in decoder.feed(chunk):
                     batch.extend(adapter.events_from_chunk(name, data, req))
@@ -107,7 +150,7 @@ class UpstreamStream:
                 tail.extend(adapter.events_from_chunk(name, data, req))
             if tail:
                 yield tail
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             yield [
                 {
                     "type": "error",
@@ -123,31 +166,10 @@ class UpstreamStream:
 
 
 async def open_stream(
-    adapter: ProviderAdapter,
-    client: httpx.AsyncClient,
-    req: CanonicalRequest,
-    *,
-    timeout: httpx.Timeout | None = None,
+    adapter: ProviderAdapter, client: UpstreamClient, req: CanonicalRequest, timeouts: Timeouts
 ) -> UpstreamStream:
     """Send a streaming request and check its status before any byte goes to the client."""
-    upstream = adapter.build_request(req)
-    request = client.build_request(
-        upstream.method,
-        upstream.url,
-        headers=upstream.headers,
-        content=upstream.body,
-        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-    )
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise _transport_failure(adapter, exc) from None
-    if response.status_code >= 400:
-        try:
-            content = await response.aread()
-        except httpx.HTTPError:
-            content = b""
-        finally:
-            await response.aclose()
-        raise UpstreamError(adapter.classify_error(response.status_code, response.headers, content))
+    response = await _send(adapter, client, req, timeouts)
+    if response.status >= 400:
+        raise await _refusal(adapter, response)
     return UpstreamStream(adapter, response, req)

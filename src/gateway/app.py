@@ -79,7 +79,7 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[ASGIApp]]
 
 
 class GatewayApp(FastAPI):
@@ -101,19 +101,22 @@ class GatewayApp(FastAPI):
 
 
 class FastLane:
-    """``POST`` to a fast-lane path → its endpoint, with the app's error pages; else ``routes``."""
+    """A fast-lane path → its ``POST`` endpoint, with the app's error pages; else ``routes``."""
 
     def __init__(self, routes: ASGIApp, endpoints: dict[str, Endpoint]) -> None:
         self.routes = routes
         self.endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.endpoints.get(scope["path"]) if scope.get("method") == "POST" else None
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None:
             await self.routes(scope, receive, send)
             return
         request = Request(scope, receive, send)
+        response: ASGIApp
         try:
+            if request.method != "POST":
+                raise method_not_allowed(request, "POST")
             response = await endpoint(request)
         except GatewayError as error:
             response = error_response(error)
@@ -157,14 +160,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
-        GatewayError(
-            405,
-            f"Method {request.method} is not allowed on {request.url.path}.",
-            code="method_not_allowed",
-        )
+def method_not_allowed(request: Request, allow: str | None) -> GatewayError:
+    return GatewayError(
+        405,
+        f"Method {request.method} is not allowed on {request.url.path}.",
+        code="method_not_allowed",
+        headers={"allow": allow} if allow else {},
     )
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    headers = getattr(exc, "headers", None) or {}
+    return error_response(method_not_allowed(request, headers.get("Allow")))
 
 
 def create_app(config_path: str | None = None, *, watch: bool | None = None) -> GatewayApp:
@@ -218,8 +225,7 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
         redoc_url=None,
         openapi_url=None,
     )
-    app.router.add_route("/v1/responses", create_response, methods=["POST"])
-    app.fast_lane["/v1/responses"] = create_response
+    app.fast_lane["/v1/responses"] = create_response  # POST only: FastLane answers the rest
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/v1/models", list_models, methods=["GET"])
     app.include_router(agents_router)

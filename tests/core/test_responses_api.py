@@ -342,6 +342,24 @@ def test_unknown_route_is_an_openai_shaped_404(base_url: str) -> None:
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("GET", "/v1/responses", "POST"), ("POST", "/healthz", "GET, HEAD")],
+)
+def test_a_wrong_method_is_an_openai_shaped_405_naming_the_allowed_one(
+    base_url: str, method: str, path: str, allow: str
+) -> None:
+    response = httpx.request(method, f"{base_url}{path}")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+    assert response.json()["error"] == {
+        "message": f"Method {method} is not allowed on {path}.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "method_not_allowed",
+    }
+
+
 # --------------------------------------------------------------------------- endpoints
 
 

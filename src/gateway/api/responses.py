@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from gateway.access.guard import Grant, admit
+from gateway.api.disconnect import CancelOnDisconnect, ClientDisconnected
+from gateway.api.event_stream import EventStream
 from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
 from gateway.observability import RequestRecord, record_for
@@ -45,10 +48,6 @@ SSE_HEADERS = {
     "x-accel-buffering": "no",
 }
 T = TypeVar("T")
-
-
-class ClientDisconnected(Exception):
-    """The client went away before an answer was ready; nothing more is sent."""
 
 
 @dataclass
@@ -99,7 +98,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def create_response(request: Request) -> Response:
+async def create_response(request: Request) -> ASGIApp:
     started = time.perf_counter()
     state: GatewayState = request.app.state.gateway
     runtime = state.store.current  # this request's snapshot, to the end
@@ -112,7 +111,8 @@ async def create_response(request: Request) -> Response:
     grant = await admit(request, runtime, flow.route)  # 403 / 429 before any upstream call
     try:
         if parsed.stream:
-            primed = await _until_disconnect(request, _with_fallbacks(flow, _open_primed_stream))
+            async with CancelOnDisconnect(request.receive):
+                primed = await _with_fallbacks(flow, _open_primed_stream)
             record.first_token()
             headers = {
                 **flow.headers(),
@@ -120,8 +120,9 @@ async def create_response(request: Request) -> Response:
                 **SSE_HEADERS,
                 "x-gateway-overhead-ms": _overhead_ms(flow, primed.upstream.waited),
             }
-            return StreamingResponse(_relay(flow, primed, grant), 200, headers=headers)
-        emitter = await _until_disconnect(request, _with_fallbacks(flow, _complete_whole))
+            return EventStream(_relay(flow, primed, grant), headers)
+        async with CancelOnDisconnect(request.receive):
+            emitter = await _with_fallbacks(flow, _complete_whole)
     except ClientDisconnected:
         return Response(status_code=499)
     except GatewayError as error:
@@ -370,38 +371,9 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     return PrimedStream(upstream, batches, emitter, primed, deadline)
 
 
-async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work`` in this task, cancelling it if the client disconnects first.
-
-    One watcher task per request, cancelled as soon as the work is done: the work itself runs
-    in the request's task, so it keeps the request's context and costs no task of its own.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    disconnected = False
-
-    async def watch() -> None:
-        nonlocal disconnected
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        disconnected = True
-        task.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not disconnected:
-            raise
-        task.uncancel()
-        raise ClientDisconnected from None
-    finally:
-        watcher.cancel()
-
-
 async def _relay(
     flow: Flow, stream: PrimedStream, grant: Grant | None = None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Upstream events → Responses SSE bytes; always ends with exactly one terminal event."""
     emitter, upstream = stream.emitter, stream.upstream
     requires_done = upstream.adapter.stream.requires_done

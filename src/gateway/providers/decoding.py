@@ -31,25 +31,29 @@ class SSEDecoder:
         lines = (self._buffer + chunk).split(b"\n")
         self._buffer = lines.pop()
         frames: list[Frame] = []
-        for line in lines:
-            self._line(line[:-1] if line.endswith(b"\r") else line, frames)
+        self._read(lines, frames)
         return frames
 
-    def _line(self, line: bytes, frames: list[Frame]) -> None:
-        if self._bare is not None:
-            self._bare_line(line, frames)
-            return
-        if line.startswith(b"data:"):  # nearly every line
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
-            return
-        if not line:
-            if self._data:
-                data = b"\n".join(self._data).decode("utf-8", "replace")
-                frames.append((self._event, data))
-                self._data = []
-            self._event = None
-            return
+    def _read(self, lines: list[bytes], frames: list[Frame]) -> None:
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self._bare is not None:
+                self._bare_line(line, frames)
+            elif line.startswith(b"data:"):  # nearly every line
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            elif not line:
+                if self._data:
+                    data = b"\n".join(self._data).decode("utf-8", "replace")
+                    frames.append((self._event, data))
+                    self._data = []
+                self._event = None
+            else:
+                self._field(line, frames)
+
+    def _field(self, line: bytes, frames: list[Frame]) -> None:
+        """A comment, an ``event:`` (or other) field, or the start of a bare JSON body."""
         if line.startswith(b":"):
             return
         if line.lstrip().startswith((b"{", b"[")) and not self._data:
@@ -86,11 +90,11 @@ class SSEDecoder:
         frames: list[Frame] = []
         if self._buffer:
             line, self._buffer = self._buffer.rstrip(b"\r"), b""
-            self._line(line, frames)
+            self._read([line], frames)
         if self._bare is not None:  # a bare body cut short: pass it on, the reader reports it
             text, self._bare = b"\n".join(self._bare), None
             frames.append((None, text.decode("utf-8", "replace")))
-        self._line(b"", frames)
+        self._read([b""], frames)
         return frames
 
 

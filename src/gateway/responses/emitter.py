@@ -220,6 +220,8 @@ class ResponseEmitter:
         out: list[ResponsesEvent] = []
         if not self._started:
             self._started = True
+            if not self._stream:  # a whole answer sends no events: no snapshots to copy
+                return out
             self._event(out, {"type": "response.created", "response": self._snapshot()})
             self._event(out, {"type": "response.in_progress", "response": self._snapshot()})
         return out

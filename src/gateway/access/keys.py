@@ -17,6 +17,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -100,7 +101,7 @@ class AccessConfig:
     def open(self) -> bool:
         return not self.declared
 
-    @property
+    @cached_property  # asked on every request; the config is immutable
     def limited(self) -> bool:
         """Whether any rate limit exists at all (otherwise the limiter is never consulted)."""
         return bool(self.model_rates) or any(

@@ -233,7 +233,9 @@ class Observability:
             }
         )
         stream = "true" if record.stream else "false"
-        child(metrics.requests, provider, model, str(record.status)).inc(exemplar=exemplar)
+        child(metrics.requests, provider, model, str(record.status)).inc()
+        # One exemplar per request, on the latency bucket it fell in: validating one per
+        # metric costs more than the count itself.
         child(metrics.latency, provider, model, stream).observe(duration, exemplar)
         child(metrics.overhead, stream).observe(overhead)
         if record.first_token_at is not None:

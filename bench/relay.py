@@ -9,7 +9,7 @@ are the gateway's own cost.
 The upstream client is a switch, since it dominates a relay's cost: ``raw`` (default) is the
 bare pooled client in ``bench.rawhttp``, the ceiling; ``httpx`` is one shared pooled
 ``httpx.AsyncClient`` (like for like with a gateway on httpx); ``aiohttp`` one
-``aiohttp.ClientSession`` (installed by hand: not a project dependency).
+``aiohttp.ClientSession`` (a dev dependency, for this comparison only).
 
 Run: ``python -m bench.relay --port 9002 --upstream http://127.0.0.1:9001``.
 """
@@ -66,7 +66,7 @@ def _httpx_forwarder(
 def _aiohttp_forwarder(
     upstream: str, max_connections: int
 ) -> tuple[Forward, Callable[[], Awaitable[None]]]:
-    import aiohttp  # optional: only to compare HTTP clients, not a project dependency
+    import aiohttp  # dev-only: to compare HTTP clients
 
     session = aiohttp.ClientSession(
         upstream,

@@ -316,6 +316,27 @@ def test_stream_measures_time_to_first_token_and_overhead(gateway: Gateway, clie
     assert line["cost_usd"] == pytest.approx((7 * 2.5 + 2 * 10.0) / 1e6)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_time_blocked_on_a_slow_upstream_is_not_gateway_overhead(
+    gateway: Gateway, client: OpenAI, stream: bool
+) -> None:
+    slow = chat_stream() if stream else Reply.json(chat_completion())
+    slow.wait = 0.3  # a slow first byte; streams also pause between chunks
+    slow.delay = 0.05
+    gateway.upstream.script(slow)
+    request_id = f"req_slow_{stream}"
+    raw = client.responses.with_raw_response.create(
+        model="gpt-4o", input="hi", stream=stream, extra_headers={"x-request-id": request_id}
+    )
+    if stream:
+        list(raw.parse())  # read the stream to its end
+    line = _after(gateway, request_id)
+    assert line["latency_ms"] >= 300
+    # The gateway's own time is a few milliseconds; the upstream's 300+ ms are not in it.
+    assert line["overhead_ms"] < 100
+    assert float(raw.headers["x-gateway-overhead-ms"]) < 100
+
+
 def test_breaker_state_gauge_and_event(gateway: Gateway, client: OpenAI) -> None:
     gateway.upstream.script(upstream_error(500))
     with pytest.raises(Exception):  # noqa: B017 - any 5xx the SDK raises

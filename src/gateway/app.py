@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import gc
 import logging
 import os
 import secrets
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import __version__
+from gateway import __version__, collector
 from gateway.access.admin import router as admin_router
 from gateway.access.limits import MemoryRateLimiter, RateLimiter, create_limiter
 from gateway.access.middleware import AccessMiddleware
@@ -203,13 +203,12 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
             store, state.transports, watch=watch_enabled, poll_interval=poll_interval_from_env()
         )
         await reloader.start()
-        # Everything loaded so far lives as long as the process: out of the collector's
-        # sight, a full collection under load walks only what requests allocate (p99).
-        gc.collect()
-        gc.freeze()
+        collector.settle()  # full collections on a clock, not mid-burst (see collector.py)
+        full_collections = asyncio.get_running_loop().create_task(collector.collect_on_a_clock())
         try:
             yield
         finally:
+            full_collections.cancel()
             await reloader.stop()
             await state.agent_bus.close()
             await state.limiter.aclose()

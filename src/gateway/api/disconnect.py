@@ -4,7 +4,13 @@ uvicorn does not cancel a request's task when its client disconnects; it only an
 next ``receive()`` with ``http.disconnect`` and drops later writes. ``CancelOnDisconnect``
 watches for that message and cancels the request's task, so an upstream call, a retry
 back-off or a stream relay ends at once instead of running on for nobody. One small watcher
-task per request, cancelled when the block ends: no task group, no task for the work itself.
+task per request: no task group, no task for the work itself.
+
+The watcher is not cancelled when the block ends: uvicorn wakes a pending ``receive()`` with
+``http.disconnect`` once the response is complete (or the connection is gone), and the
+watcher then sees the work is over and returns. Cancelling it instead would leave a
+``CancelledError`` whose traceback holds the watcher's frames in a reference cycle: garbage
+for the cyclic collector on every request.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class CancelOnDisconnect:
         self._receive = receive
         self._task: asyncio.Task[object] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._over = False  # the block has ended: a later disconnect is nobody's business
         self.disconnected = False
 
     async def __aenter__(self) -> CancelOnDisconnect:
@@ -37,9 +44,10 @@ class CancelOnDisconnect:
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
-        self.disconnected = True
-        assert self._task is not None
-        self._task.cancel()
+        task, self._task = self._task, None
+        if not self._over and task is not None:
+            self.disconnected = True
+            task.cancel()
 
     async def __aexit__(
         self,
@@ -47,10 +55,13 @@ class CancelOnDisconnect:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        assert self._watcher is not None and self._task is not None
-        self._watcher.cancel()
+        self._over = True
+        self._watcher = None
         if not self.disconnected:
+            self._task = None
             return
-        self._task.uncancel()  # the cancellation was ours: it must not count against the task
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()  # the cancellation was ours: it must not count against the task
         if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
             raise ClientDisconnected from None

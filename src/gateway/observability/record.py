@@ -37,9 +37,12 @@ OPERATION = "chat"
 
 @dataclass(eq=False, slots=True)
 class Attempt:
-    """One upstream call; its span stays open until it fails or the request ends."""
+    """One upstream call; its span stays open until it fails or the request ends.
 
-    record: RequestRecord
+    It does not point back at its record: a record and its attempts would be a reference
+    cycle per request, left for the cyclic collector instead of freed on the spot.
+    """
+
     number: int
     provider: str
     model: str
@@ -56,7 +59,6 @@ class Attempt:
         self.error_class = error_class
         if status is not None and self.status is None:
             self.status = status
-        self.record.error_class = error_class
         if self.span is not None:
             from gateway.observability.tracing import mark_error
 
@@ -98,7 +100,6 @@ class RequestRecord:
     attempts: list[Attempt] = field(default_factory=list)
     error_type: str | None = None
     error_code: str | None = None
-    error_class: str | None = None
     outcome: str | None = None  # completed | incomplete | failed (the Response's status)
     finish_reason: str | None = None
     input_tokens: int | None = None
@@ -163,7 +164,7 @@ class RequestRecord:
             self.attempts[-1].end()
         self.provider = provider
         self.upstream_model = model
-        attempt = Attempt(self, len(self.attempts) + 1, provider, model, perf_counter())
+        attempt = Attempt(len(self.attempts) + 1, provider, model, perf_counter())
         if self.span is not None and self.hub is not None and self.hub.tracing.enabled:
             attempt.span = self.hub.tracing.start_client_span(
                 f"{OPERATION} {model}",
@@ -207,6 +208,14 @@ class RequestRecord:
         entry = entries.get(provider) if isinstance(entries, Mapping) else None
         preset = entry.get("preset") if isinstance(entry, Mapping) else None
         return str(preset or provider)
+
+    @property
+    def error_class(self) -> str | None:
+        """The class of the last upstream failure (a request that recovered keeps it)."""
+        for attempt in reversed(self.attempts):
+            if attempt.error_class is not None:
+                return attempt.error_class
+        return None
 
     @property
     def attempt(self) -> Attempt | None:

@@ -175,9 +175,16 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(method_not_allowed(request, headers.get("Allow")))
 
 
-def create_app(config_path: str | None = None, *, watch: bool | None = None) -> GatewayApp:
-    """Build the app; the config is loaded now so a broken file fails fast at startup."""
+def create_app(
+    config_path: str | None = None, *, watch: bool | None = None, tune_gc: bool | None = None
+) -> GatewayApp:
+    """Build the app; the config is loaded now so a broken file fails fast at startup.
+
+    ``tune_gc`` (default: ``GATEWAY_GC_TUNING``, on) sets the process's garbage collector up
+    for serving (``collector.py``); an app embedded in another program's process leaves it.
+    """
     settings = Settings.from_env()
+    tune_gc = settings.tune_gc if tune_gc is None else tune_gc
     path = config_path or settings.config_path
     store = RuntimeStore.from_file(path)
     watch_enabled = settings.watch_config if watch is None else watch
@@ -203,12 +210,17 @@ def create_app(config_path: str | None = None, *, watch: bool | None = None) -> 
             store, state.transports, watch=watch_enabled, poll_interval=poll_interval_from_env()
         )
         await reloader.start()
-        collector.settle()  # full collections on a clock, not mid-burst (see collector.py)
-        full_collections = asyncio.get_running_loop().create_task(collector.collect_on_a_clock())
+        full_collections: asyncio.Task[None] | None = None
+        if tune_gc:
+            collector.settle()  # full collections on a clock, not mid-burst (see collector.py)
+            full_collections = asyncio.get_running_loop().create_task(
+                collector.collect_on_a_clock()
+            )
         try:
             yield
         finally:
-            full_collections.cancel()
+            if full_collections is not None:
+                full_collections.cancel()
             await reloader.stop()
             await state.agent_bus.close()
             await state.limiter.aclose()

@@ -22,15 +22,21 @@ def default_config_path() -> str:
     return str(resources.files("gateway").joinpath("default.yaml"))
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.lower() not in ("0", "false", "no")
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: str
     watch_config: bool = True
+    tune_gc: bool = True  # collector.settle() at startup: this process is the gateway's own
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             config_path=default_config_path(),
-            watch_config=os.environ.get("GATEWAY_WATCH_CONFIG", "1").lower()
-            not in ("0", "false", "no"),
+            watch_config=_flag("GATEWAY_WATCH_CONFIG", True),
+            tune_gc=_flag("GATEWAY_GC_TUNING", True),
         )

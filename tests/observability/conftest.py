@@ -197,7 +197,7 @@ def observed_gateway(config: str, *, tracing: bool = False) -> Iterator[Gateway]
     try:
         with fake_upstream() as upstream:
             path = write_config(config.replace("{upstream}", upstream.url))
-            app = create_app(str(path), watch=False)
+            app = create_app(str(path), watch=False, tune_gc=False)
             spans = None
             if tracing:
                 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (

@@ -194,7 +194,7 @@ async def test_tracing_off_never_loads_the_sdk(tmp_path: Path) -> None:
     prefixes = ("opentelemetry.sdk", "opentelemetry.exporter")
     saved = {name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith(prefixes)}
     try:
-        app = create_app(str(config), watch=False)
+        app = create_app(str(config), watch=False, tune_gc=False)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:

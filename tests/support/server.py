@@ -58,7 +58,7 @@ def write_config(text: str, directory: Path | None = None) -> Path:
 def serve_app_in_thread(config_path: Path, *, watch: bool = False) -> Iterator[str]:
     """uvicorn in a background thread; yields the base URL (``http://127.0.0.1:PORT``)."""
     port = free_port()
-    app = create_app(str(config_path), watch=watch)
+    app = create_app(str(config_path), watch=watch, tune_gc=False)  # the test's own process
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
     )

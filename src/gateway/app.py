@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +67,7 @@ class RequestIdMiddleware:
                 request_id = value[:128]
                 break
         if not request_id:
-            request_id = b"req_" + secrets.token_hex(12).encode()
+            request_id = b"req_" + os.urandom(12).hex().encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
 
         async def send_with_id(message: Message) -> None:

@@ -84,3 +84,18 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     # Every target of the issue got a measured value (pass or fail is for the full run).
     for target in results["targets"]:
         assert target["value"] is not None, target["name"]
+
+
+def test_the_hot_path_microbenchmark_times_every_stage() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--quick", "--preset", "anthropic"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for stage in ("parse_body", "build_request", "events_from_body", "events_from_chunk"):
+        assert stage in proc.stdout
+    assert "jinja:" not in proc.stdout  # no template of the preset falls back to Jinja

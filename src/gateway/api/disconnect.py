@@ -32,7 +32,7 @@ class CancelOnDisconnect:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._task: asyncio.Task[object] | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None  # held while the block runs
         self._over = False  # the block has ended: a later disconnect is nobody's business
         self.disconnected = False
 

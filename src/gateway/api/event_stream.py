@@ -18,7 +18,6 @@ from gateway.api.disconnect import CancelOnDisconnect, ClientDisconnected
 class EventStream:
     def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
         self.body = body
-        self.status_code = 200
         self.raw_headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
         ]

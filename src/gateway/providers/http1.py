@@ -103,7 +103,7 @@ class Timeouts:
     pool: float | None = None  # waiting for a free connection when max_connections are busy
 
 
-_NO_TIMEOUTS: Final = Timeouts()
+NO_TIMEOUTS: Final = Timeouts()
 
 
 # --- Response -------------------------------------------------------------------------------
@@ -187,15 +187,8 @@ class Response:
             raise TransportError("the response is closed or its body was streamed")
         pieces: list[bytes] = []
         try:
-            while True:
-                if conn.chunks:
-                    pieces.append(conn.take())
-                elif conn.phase is _DONE:
-                    break
-                elif conn.error is not None:
-                    raise conn.error
-                else:
-                    self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
+            while (piece := await self._next_piece(conn)) is not None:
+                pieces.append(piece)
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             decoder = _decoder_for(self.headers.raw)
             if decoder is not None:
@@ -218,25 +211,27 @@ class Response:
             return
         decoder = _decoder_for(self.headers.raw)
         try:
-            while True:
-                if conn.chunks:
-                    piece = conn.take()
-                    if decoder is not None:
-                        piece = decoder.decode(piece)
-                    if piece:
-                        yield piece
-                elif conn.phase is _DONE:
-                    break
-                elif conn.error is not None:
-                    raise conn.error
-                else:
-                    self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
+            while (piece := await self._next_piece(conn)) is not None:
+                if decoder is not None:
+                    piece = decoder.decode(piece)
+                if piece:
+                    yield piece
             if decoder is not None and (tail := decoder.flush()):
                 yield tail
         except BaseException:  # includes GeneratorExit: abandoned mid-body
             self._close(reuse=False)
             raise
         self._close(reuse=True)
+
+    async def _next_piece(self, conn: _Connection) -> bytes | None:
+        """The body's next raw piece as it arrived, or ``None`` at its end."""
+        while not conn.chunks:
+            if conn.phase is _DONE:
+                return None
+            if conn.error is not None:
+                raise conn.error
+            self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
+        return conn.take()
 
     async def aclose(self) -> None:
         """Release the connection: back to the pool if the whole response arrived, else closed."""
@@ -601,7 +596,7 @@ class ConnectionPool:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeouts: Timeouts = _NO_TIMEOUTS,
+        timeouts: Timeouts = NO_TIMEOUTS,
     ) -> Response:
         """Send a request; returns once the response head has arrived.
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, MutableMapping
 from time import perf_counter
-from typing import Any, Final
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.providers.builtin import ASGIApp
-from gateway.providers.http1 import Headers, ProtocolError, ReadTimeout, Timeouts
+from gateway.providers.http1 import NO_TIMEOUTS, Headers, ProtocolError, ReadTimeout, Timeouts
 
 _END = b""  # the queue's end-of-body marker (empty pieces are never queued)
-_NO_TIMEOUTS: Final = Timeouts()
 
 
 class InProcessResponse:
@@ -74,7 +73,7 @@ class InProcessClient:
         *,
         headers: Mapping[str, str],
         body: bytes | None = None,
-        timeouts: Timeouts = _NO_TIMEOUTS,
+        timeouts: Timeouts = NO_TIMEOUTS,
     ) -> InProcessResponse:
         parts = urlsplit(url)
         scope: dict[str, Any] = {

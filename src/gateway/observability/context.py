@@ -64,6 +64,12 @@ def new_span_id() -> str:
     return os.urandom(8).hex()
 
 
+def new_trace_and_span_ids() -> tuple[str, str]:
+    """A new trace's id and its root span's id, from one call to the OS."""
+    ids = os.urandom(24).hex()
+    return ids[:32], ids[32:]
+
+
 class RequestContextFilter(logging.Filter):
     """Adds ``request_id`` and ``trace_id`` to every record (None outside a request).
 

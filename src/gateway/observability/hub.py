@@ -18,11 +18,11 @@ from starlette.types import ASGIApp, Scope
 
 from gateway.observability.context import (
     new_span_id,
-    new_trace_id,
+    new_trace_and_span_ids,
     parse_traceparent,
 )
 from gateway.observability.logs import set_log_format
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics import EndedRequest, GatewayMetrics
 from gateway.observability.record import RequestRecord
 from gateway.observability.settings import ObservabilitySettings
 from gateway.observability.tracing import Tracing, mark_error, span_ids
@@ -39,8 +39,6 @@ request_logger = logging.getLogger("gateway.request")
 breaker_logger = logging.getLogger("gateway.breaker")
 
 LLM_PATH: Final = "/v1/responses"
-#: Exemplar label sets are limited to 128 characters; a long client request id is cut.
-EXEMPLAR_REQUEST_ID_CHARS: Final = 64
 _SETTINGS_KEPT: Final = 4
 
 
@@ -129,6 +127,7 @@ class Observability:
             )
 
     def shutdown(self) -> None:
+        self.metrics.tally.flush()  # the last second's requests, before the worker goes
         self.tracing.shutdown()
         if self.metrics.multiprocess:
             from prometheus_client import multiprocess
@@ -166,14 +165,16 @@ class Observability:
             trace_id, span_id, sampled = span_ids(span)
         else:
             parent = parse_traceparent(traceparent)
-            trace_id = parent[0] if parent else new_trace_id()
-            span_id, sampled = new_span_id(), parent[2] if parent else False
+            if parent is None:
+                (trace_id, span_id), sampled = new_trace_and_span_ids(), False
+            else:
+                trace_id, span_id, sampled = parent[0], new_span_id(), parent[2]
         record = RequestRecord(self, request_id, trace_id, span_id, sampled, method, path)
         record.span = span
         record.settings = self.current
         if path == LLM_PATH:
             record.is_llm = True
-            self.metrics.in_flight.inc()
+            self.metrics.tally.started()
         state["gateway.record"] = record
         return record
 
@@ -199,11 +200,9 @@ class Observability:
         )
         settings = record.settings or self.current
         if record.is_llm:
-            self.metrics.in_flight.dec()
             if self.breakers is not None and record.attempts:
                 self._breaker_states(record)
-            if settings.metrics.enabled:
-                self._count(record, duration, overhead)
+            self._count(record, duration, overhead, settings.metrics.enabled)
         if record.span is not None:
             self._end_span(record)
         if settings.logs.requests:
@@ -219,38 +218,37 @@ class Observability:
                     provider, str(snapshot.get("state")), reason=record.error_class
                 )
 
-    def _count(self, record: RequestRecord, duration: float, overhead: float) -> None:
+    def _count(
+        self, record: RequestRecord, duration: float, overhead: float, enabled: bool
+    ) -> None:
         metrics = self.metrics
-        child = metrics.child
+        if not enabled:
+            metrics.tally.ended(None)  # still out of flight
+            return
         provider = record.provider or "none"
         model = metrics.model_label(record.upstream_model)
-        exemplar = (
-            None
-            if metrics.multiprocess
-            else {
-                "trace_id": record.trace_id,
-                "request_id": record.request_id[:EXEMPLAR_REQUEST_ID_CHARS],
-            }
+        first_token = record.first_token_at
+        metrics.tally.ended(
+            EndedRequest(
+                provider,
+                model,
+                str(record.status),
+                "true" if record.stream else "false",
+                duration,
+                overhead,
+                None if first_token is None else first_token - record.started,
+                record.input_tokens,
+                record.output_tokens,
+                record.cached_tokens,
+                record.cost_usd,
+                record.trace_id,
+                record.request_id,
+            )
         )
-        stream = "true" if record.stream else "false"
-        child(metrics.requests, provider, model, str(record.status)).inc()
-        # One exemplar per request, on the latency bucket it fell in: validating one per
-        # metric costs more than the count itself.
-        child(metrics.latency, provider, model, stream).observe(duration, exemplar)
-        child(metrics.overhead, stream).observe(overhead)
-        if record.first_token_at is not None:
-            child(metrics.ttft, provider, model).observe(record.first_token_at - record.started)
-        if record.input_tokens:
-            child(metrics.tokens, provider, model, "input").inc(record.input_tokens)
-        if record.output_tokens:
-            child(metrics.tokens, provider, model, "output").inc(record.output_tokens)
-        if record.cached_tokens:
-            child(metrics.tokens, provider, model, "cached_input").inc(record.cached_tokens)
-        if record.cost_usd:
-            child(metrics.cost, provider, model).inc(record.cost_usd)
         attempts = record.attempts
         if len(attempts) == 1 and attempts[0].error_class is None:
             return
+        child = metrics.child
         for attempt in attempts:
             if attempt.error_class is not None:
                 child(metrics.upstream_errors, attempt.provider, attempt.error_class).inc()

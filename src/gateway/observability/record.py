@@ -250,10 +250,10 @@ class RequestRecord:
         self.outcome = status if status in ("completed", "incomplete", "failed") else None
         self.finish_reason = finish_reason
         error = response.get("error")
-        if self.outcome == "failed" and isinstance(error, Mapping):
+        if self.outcome == "failed" and isinstance(error, dict):
             self.error("server_error", error.get("code"))
         usage = response.get("usage")
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):  # not Mapping: the ABC check costs more than the rest
             self.input_tokens = int(usage.get("input_tokens") or 0)
             self.output_tokens = int(usage.get("output_tokens") or 0)
             details = usage.get("input_tokens_details") or {}

@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from gateway.errors import GatewayError
 from gateway.resilience import DEFAULT_FALLBACK_CLASSES, RetryPolicy
@@ -47,6 +47,9 @@ class Route:
         return [first, *(target for target in self.targets if target is not first)]
 
 
+#: Model names whose routes a router remembers.
+RESOLVED_KEPT: Final = 1024
+
 _PREFIX = re.compile(r"^(?P<provider>[A-Za-z][\w.-]*):(?P<model>.+)$")
 
 
@@ -66,8 +69,19 @@ class Router:
         self._providers = providers  # name → default model
         self._aliases = aliases
         self._default = default_provider
+        self._resolved: dict[str, Route] = {}
 
     def resolve(self, model: str) -> Route:
+        """The route for a model name; the same name resolves to the same (immutable) route
+        for the life of this config, so a bounded number of them are remembered."""
+        route = self._resolved.get(model)
+        if route is None:
+            route = self._resolve(model)
+            if len(self._resolved) < RESOLVED_KEPT:  # names come from clients: bounded
+                self._resolved[model] = route
+        return route
+
+    def _resolve(self, model: str) -> Route:
         alias = self._aliases.get(model)
         if alias is not None:
             return alias

@@ -51,3 +51,28 @@ def test_without_default_provider_unknown_models_are_404() -> None:
     router = Router(providers={"echo": "echo"}, aliases={}, default_provider=None)
     with pytest.raises(GatewayError, match="'gpt-5' does not exist"):
         router.resolve("gpt-5")
+
+
+def test_a_name_resolves_to_the_same_route_each_time() -> None:
+    router = Router(providers={"echo": "echo"}, aliases={}, default_provider="echo")
+    first = router.resolve("echo:m")
+    assert router.resolve("echo:m") is first
+    assert first.plan() is not router.resolve("echo:m").plan()  # each request its own plan
+
+
+def test_names_from_clients_are_remembered_only_up_to_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("gateway.routing.RESOLVED_KEPT", 3)
+    router = Router(providers={"echo": "echo"}, aliases={}, default_provider="echo")
+    for number in range(10):
+        assert router.resolve(f"made-up-{number}").targets == (Target("echo", f"made-up-{number}"),)
+    assert len(router._resolved) == 3
+    assert router.resolve("made-up-9") == router.resolve("made-up-9")  # still resolved, anew
+
+
+def test_a_refused_name_is_refused_every_time() -> None:
+    router = Router(providers={"echo": "echo"}, aliases={}, default_provider=None)
+    for _ in range(2):
+        with pytest.raises(GatewayError, match="does not exist"):
+            router.resolve("gpt-5")

@@ -1,10 +1,24 @@
-"""The emitter's wire contract, fed canonical events directly (no provider involved)."""
+"""The emitter's wire contract, fed canonical events directly or from recorded upstream answers."""
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
+
+from gateway.config.build import build_runtime
+from gateway.config.loader import parse_yaml
+from gateway.providers.adapter import ProviderAdapter
+from gateway.providers.decoding import make_decoder
+from gateway.responses import emitter as emitter_module
 from gateway.responses.emitter import FinishOutcome, ResponseEmitter
+from gateway.responses.normalize import RequestLimits, normalize, parse_body
+from tests.support.fake_upstream import FIXTURES
 
 FINISH = {
     "length": FinishOutcome("incomplete", "max_output_tokens"),
@@ -142,3 +156,133 @@ def test_non_streaming_mode_builds_the_same_response_without_events() -> None:
     assert response["output"][0]["content"][0]["text"] == "hi"
     assert response["status"] == "completed"
     assert response["completed_at"] is not None
+
+
+# ------------------------------------------------------------------ whole == streamed
+
+AGENT_BODY: dict[str, Any] = {
+    "model": "m",
+    "instructions": "Be brief.",
+    "input": [{"role": "user", "content": "Weather in Paris?"}],
+    "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+    "temperature": 0.5,
+    "reasoning": {"effort": "low"},
+    "metadata": {"run": "1"},
+}
+PRESET_OF = {"chat": "openai-chat", "anthropic": "anthropic", "gemini": "gemini"}
+RECORDED = sorted(
+    path
+    for path in FIXTURES.iterdir()
+    if path.suffix in (".sse", ".json") and path.stem != "README"
+)
+
+
+@pytest.fixture(scope="module")
+def adapters() -> dict[str, ProviderAdapter]:
+    config = "providers:\n" + "".join(
+        f'  {name}: {{preset: {name}, base_url: "http://upstream", api_key: k}}\n'
+        for name in PRESET_OF.values()
+    )
+    runtime = build_runtime(parse_yaml(config, "gateway.yaml"), source="gateway.yaml", environ={})
+    return {name: runtime.providers[name] for name in PRESET_OF.values()}
+
+
+def recorded_events(path: Path, adapter: ProviderAdapter, body: dict[str, Any]) -> list[Any]:
+    """The canonical events a recorded upstream answer becomes, as the API would feed them."""
+    req = normalize(parse_body(orjson.dumps(body), RequestLimits()), "m")
+    if path.suffix == ".json":
+        return list(adapter.events_from_body(orjson.loads(path.read_bytes()), req))
+    decoder = make_decoder(adapter.stream.framing)
+    frames = [*decoder.feed(path.read_bytes()), *decoder.close()]
+    return [event for name, data in frames for event in adapter.events_from_chunk(name, data, req)]
+
+
+def assert_modes_agree(
+    events: list[Any],
+    body: dict[str, Any],
+    finish_reasons: dict[str, FinishOutcome],
+    requires_done: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``stream=False`` builds no event, yet its Response is byte-for-byte the streamed one."""
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    results = []
+    for stream in (True, False):
+        monkeypatch.setattr(emitter_module, "new_id", counting_ids())
+        emitter = ResponseEmitter(
+            model="m", body=body, finish_reasons=finish_reasons, stream=stream
+        )
+        out = emitter.start()
+        for event in events:
+            out.extend(emitter.feed(event))
+        out.extend(emitter.end_of_stream(requires_done=requires_done))
+        results.append((out, emitter.response))
+    (streamed_events, streamed), (whole_events, whole) = results
+    assert streamed_events and whole_events == []
+    terminal = next(event for event in reversed(streamed_events) if "response" in event)
+    assert terminal["response"] is streamed
+    assert orjson.dumps(whole) == orjson.dumps(streamed)
+
+
+def counting_ids() -> Callable[[str], str]:
+    """Ids numbered per emitter, so that two emitters' Responses compare byte for byte."""
+    ids = itertools.count()
+    return lambda prefix: f"{prefix}_{next(ids)}"
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda path: path.name)
+@pytest.mark.parametrize("body", [{"model": "m", "input": "hi"}, AGENT_BODY], ids=["hi", "agent"])
+def test_whole_mode_builds_the_streamed_response_for_recorded_answers(
+    path: Path,
+    body: dict[str, Any],
+    adapters: dict[str, ProviderAdapter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    adapter = adapters[PRESET_OF[path.name.split("-")[0]]]
+    events = recorded_events(path, adapter, body)
+    assert_modes_agree(
+        events, body, dict(adapter.finish_reasons), adapter.stream.requires_done, monkeypatch
+    )
+
+
+EDGE_CASES: dict[str, list[dict[str, Any]]] = {
+    "call without arguments": [
+        {"type": "tool_call", "key": 1, "call_id": "c", "name": "f"},
+        {"type": "end", "key": 1},
+        {"type": "finish", "reason": "tool_calls"},
+    ],
+    "text, refusal, text": [
+        {"type": "text", "text": "a"},
+        {"type": "refusal", "text": "b"},
+        {"type": "text", "text": "c"},
+        {"type": "finish", "reason": "stop"},
+    ],
+    "cut by a limit mid-call": [
+        {"type": "tool_call", "key": 1, "call_id": "c", "name": "f", "arguments": '{"a'},
+        {"type": "finish", "reason": "length"},
+    ],
+    "snapshots": [
+        {"type": "reasoning", "text": "ab", "key": 1, "signature": "s"},
+        {"type": "reasoning", "text": "abcd", "key": 1, "snapshot": True},
+        {"type": "text", "text": "Hel", "key": 2},
+        {"type": "text", "text": "Hello", "key": 2, "snapshot": True},
+        {"type": "tool_call", "key": 3, "name": "f", "arguments": "{"},
+        {"type": "tool_call", "key": 3, "arguments": '{"x":1}', "snapshot": True},
+        {"type": "usage", "input_tokens": 3, "cached_tokens": 1},
+        {"type": "done"},
+    ],
+    "error mid-call": [
+        {"type": "tool_call", "key": 1, "name": "f"},
+        {"type": "usage", "input_tokens": 1},
+        {"type": "error", "code": "overloaded", "message": "busy"},
+    ],
+    "never finished": [{"type": "text", "text": "half"}],
+    "nothing but a finish": [{"type": "finish", "reason": "stop"}],
+}
+
+
+@pytest.mark.parametrize("events", EDGE_CASES.values(), ids=EDGE_CASES.keys())
+def test_whole_mode_builds_the_streamed_response_for_edge_cases(
+    events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert_modes_agree(events, {"model": "m", "input": "x"}, FINISH, False, monkeypatch)

@@ -35,8 +35,23 @@ class FinishOutcome:
 COMPLETED: Final = FinishOutcome()
 
 
+#: Ids' random parts (24 bytes from the OS, as hex), drawn 64 at a time: one system call per
+#: 64 ids instead of one per id. ``list.pop`` is atomic, so no two threads get the same one;
+#: a forked child starts empty rather than repeating its parent's ids.
+_ID_SUFFIXES: list[str] = []
+_IDS_PER_DRAW: Final = 64
+os.register_at_fork(after_in_child=_ID_SUFFIXES.clear)
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{os.urandom(24).hex()}"  # what secrets.token_hex(24) does, minus two calls
+    """``prefix_`` and 48 random hex digits, what ``secrets.token_hex(24)`` gives."""
+    try:
+        suffix = _ID_SUFFIXES.pop()
+    except IndexError:
+        drawn = os.urandom(24 * _IDS_PER_DRAW).hex()
+        _ID_SUFFIXES.extend(drawn[start : start + 48] for start in range(0, len(drawn), 48))
+        suffix = _ID_SUFFIXES.pop()
+    return f"{prefix}_{suffix}"
 
 
 _ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
@@ -57,38 +72,57 @@ _ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (
 )
 
 
+#: The Response before the request's fields are echoed, in the wire's key order: copied per
+#: response (one C-level copy) rather than rebuilt key by key.
+_SKELETON: Final[dict[str, Any]] = {
+    "id": "",
+    "object": "response",
+    "created_at": 0,
+    "status": "in_progress",
+    "background": False,
+    "completed_at": None,
+    "error": None,
+    "incomplete_details": None,
+    **dict(_ECHOED_DEFAULTS),
+    "model": "",
+    "output": None,
+    "reasoning": None,
+    "text": None,
+    "usage": None,
+    "metadata": None,
+}
+_ECHOED: Final = frozenset(name for name, _ in _ECHOED_DEFAULTS)
+
+
 def response_skeleton(
     response_id: str, model: str, body: Mapping[str, Any], created_at: int
 ) -> dict[str, Any]:
     """The full Response object (§2.1) with the request's echoed fields and empty output."""
-    response: dict[str, Any] = {
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
-        "status": "in_progress",
-        "background": False,
-        "completed_at": None,
-        "error": None,
-        "incomplete_details": None,
-    }
-    for name, default in _ECHOED_DEFAULTS:
-        value = body.get(name)
-        response[name] = default if value is None else value
+    response = _SKELETON.copy()
+    response["id"] = response_id
+    response["created_at"] = created_at
+    for name in _ECHOED.intersection(body):  # usually none: a small request echoes defaults
+        value = body[name]
+        if value is not None:
+            response[name] = value
     response["model"] = model
     response["output"] = []
     reasoning = body.get("reasoning")
-    response["reasoning"] = {
-        "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
-        "summary": reasoning.get("summary") if isinstance(reasoning, dict) else None,
-    }
+    if isinstance(reasoning, dict):
+        response["reasoning"] = {
+            "effort": reasoning.get("effort"),
+            "summary": reasoning.get("summary"),
+        }
+    else:
+        response["reasoning"] = {"effort": None, "summary": None}
     text = body.get("text")
-    if not isinstance(text, dict):
-        text = {}
-    response["text"] = {
-        "format": text.get("format") or {"type": "text"},
-        "verbosity": text.get("verbosity") or "medium",
-    }
-    response["usage"] = None
+    if isinstance(text, dict):
+        response["text"] = {
+            "format": text.get("format") or {"type": "text"},
+            "verbosity": text.get("verbosity") or "medium",
+        }
+    else:
+        response["text"] = {"format": {"type": "text"}, "verbosity": "medium"}
     response["metadata"] = body.get("metadata") or {}
     return response
 
@@ -108,6 +142,7 @@ class _Item:
         "key",
         "kind",
         "name",
+        "part_type",
         "parts",
         "status",
         "summary",
@@ -121,6 +156,7 @@ class _Item:
         # message: (type, text pieces) per content part; the pieces are joined when read, so
         # a long answer is not copied again on every delta
         self.parts: list[tuple[str, list[str]]] = []
+        self.part_type: str | None = None  # the last part's type: a delta's one check
         self.summary: list[str] = []
         self.encrypted: str | None = None
         self.call_id = ""
@@ -141,10 +177,10 @@ class _Item:
     def as_output(self, status: str) -> dict[str, Any]:
         if self.kind == "message":
             content = [
-                {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                {"type": "output_text", "text": "".join(pieces), "annotations": [], "logprobs": []}
                 if kind == "output_text"
-                else {"type": "refusal", "refusal": text}
-                for kind, text in self.texts()
+                else {"type": "refusal", "refusal": "".join(pieces)}
+                for kind, pieces in self.parts
             ]
             return {
                 "id": self.id,
@@ -171,8 +207,36 @@ class _Item:
         }
 
 
+_USAGE_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+)
+
+
 class ResponseEmitter:
-    """Turns canonical events into Responses events; ``stream=False`` only accumulates."""
+    """Turns canonical events into Responses events; ``stream=False`` only accumulates.
+
+    A whole (non-streaming) answer sends no events, so in that mode no event is built at all:
+    only the items' state, which the final Response is made of, is kept.
+    """
+
+    __slots__ = (
+        "_done",
+        "_finish",
+        "_finish_reasons",
+        "_items",
+        "_open",
+        "_sequence",
+        "_started",
+        "_stream",
+        "_usage",
+        "emitted_content",
+        "response",
+    )
 
     def __init__(
         self,
@@ -210,10 +274,10 @@ class ResponseEmitter:
     # ------------------------------------------------------------------ outward
 
     def _event(self, out: list[ResponsesEvent], event: ResponsesEvent) -> None:
-        if self._stream:
-            event["sequence_number"] = self._sequence
-            self._sequence += 1
-            out.append(event)
+        """Number and send one event; callers build events only when ``self._stream``."""
+        event["sequence_number"] = self._sequence
+        self._sequence += 1
+        out.append(event)
 
     def start(self) -> list[ResponsesEvent]:
         """``response.created`` and ``response.in_progress`` (idempotent)."""
@@ -240,8 +304,10 @@ class ResponseEmitter:
                 return out
             event = unsent
         kind = event.get("type")
-        if kind == "text" or kind == "refusal":
-            self._text(out, event, "output_text" if kind == "text" else "refusal")
+        if kind == "text":  # the common case first: most stream chunks are text deltas
+            self._text(out, event, "output_text")
+        elif kind == "refusal":
+            self._text(out, event, "refusal")
         elif kind == "tool_call":
             self._tool_call(out, event)
         elif kind == "reasoning":
@@ -319,8 +385,11 @@ class ResponseEmitter:
             response["incomplete_details"] = {"reason": outcome.reason or "max_output_tokens"}
         response["output"] = [item.as_output(item.status) for item in self._items]
         response["usage"] = self._final_usage()
-        terminal = "response.completed" if outcome.status == "completed" else "response.incomplete"
-        self._event(out, {"type": terminal, "response": self.response})
+        if self._stream:
+            terminal = (
+                "response.completed" if outcome.status == "completed" else "response.incomplete"
+            )
+            self._event(out, {"type": terminal, "response": response})
         return out
 
     def end_of_stream(self, *, requires_done: bool) -> list[ResponsesEvent]:
@@ -348,17 +417,18 @@ class ResponseEmitter:
         ]
         response["usage"] = self._final_usage() if self._usage else None
         self._open = None
-        self._event(out, {"type": "response.failed", "response": self.response})
-        self._event(
-            out,
-            {
-                "type": "error",
-                "code": code,
-                "message": message,
-                "param": None,
-                "error": {"type": code, "code": code, "message": message, "param": None},
-            },
-        )
+        if self._stream:
+            self._event(out, {"type": "response.failed", "response": response})
+            self._event(
+                out,
+                {
+                    "type": "error",
+                    "code": code,
+                    "message": message,
+                    "param": None,
+                    "error": {"type": code, "code": code, "message": message, "param": None},
+                },
+            )
         return out
 
     # ------------------------------------------------------------------ items
@@ -373,14 +443,15 @@ class ResponseEmitter:
         item.call_id, item.name = call_id, name
         self._items.append(item)
         self._open = item
-        self._event(
-            out,
-            {
-                "type": "response.output_item.added",
-                "output_index": item.index,
-                "item": item.added(),
-            },
-        )
+        if self._stream:
+            self._event(
+                out,
+                {
+                    "type": "response.output_item.added",
+                    "output_index": item.index,
+                    "item": item.added(),
+                },
+            )
         return item
 
     def _continue_or_open(self, out: list[ResponsesEvent], kind: str, key: Any) -> _Item:
@@ -395,35 +466,42 @@ class ResponseEmitter:
         return self._open_item(out, kind, key)
 
     def _text(self, out: list[ResponsesEvent], event: CanonicalEvent, part_type: str) -> None:
+        """Append a text or refusal delta; the hot path of a stream, so it builds one event."""
         text = event.get("text")
         if not text:
             return
-        text = str(text)
+        if type(text) is not str:
+            text = str(text)
         item = self._continue_or_open(out, "message", event.get("key"))
         self.emitted_content = True
-        if not item.parts or item.parts[-1][0] != part_type:
+        if item.part_type != part_type:
             if item.parts:
                 self._close_part(out, item)
             item.parts.append((part_type, []))
-            empty = (
-                {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                if part_type == "output_text"
-                else {"type": "refusal", "refusal": ""}
-            )
-            self._event(
-                out,
-                {
-                    "type": "response.content_part.added",
-                    "item_id": item.id,
-                    "output_index": item.index,
-                    "content_index": len(item.parts) - 1,
-                    "part": empty,
-                },
-            )
+            item.part_type = part_type
+            if self._stream:
+                empty = (
+                    {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                    if part_type == "output_text"
+                    else {"type": "refusal", "refusal": ""}
+                )
+                self._event(
+                    out,
+                    {
+                        "type": "response.content_part.added",
+                        "item_id": item.id,
+                        "output_index": item.index,
+                        "content_index": len(item.parts) - 1,
+                        "part": empty,
+                    },
+                )
         item.parts[-1][1].append(text)
+        if not self._stream:
+            return
+        sequence = self._sequence
+        self._sequence = sequence + 1
         if part_type == "output_text":
-            self._event(
-                out,
+            out.append(
                 {
                     "type": "response.output_text.delta",
                     "item_id": item.id,
@@ -431,21 +509,24 @@ class ResponseEmitter:
                     "content_index": len(item.parts) - 1,
                     "delta": text,
                     "logprobs": [],
-                },
+                    "sequence_number": sequence,
+                }
             )
         else:
-            self._event(
-                out,
+            out.append(
                 {
                     "type": "response.refusal.delta",
                     "item_id": item.id,
                     "output_index": item.index,
                     "content_index": len(item.parts) - 1,
                     "delta": text,
-                },
+                    "sequence_number": sequence,
+                }
             )
 
     def _close_part(self, out: list[ResponsesEvent], item: _Item) -> None:
+        if not self._stream:
+            return  # the part's text stays in item.parts for the final Response
         index = len(item.parts) - 1
         part_type, pieces = item.parts[index]
         text = "".join(pieces)
@@ -485,15 +566,16 @@ class ResponseEmitter:
         if arguments:
             delta = str(arguments)
             item.arguments += delta
-            self._event(
-                out,
-                {
-                    "type": "response.function_call_arguments.delta",
-                    "item_id": item.id,
-                    "output_index": item.index,
-                    "delta": delta,
-                },
-            )
+            if self._stream:
+                self._event(
+                    out,
+                    {
+                        "type": "response.function_call_arguments.delta",
+                        "item_id": item.id,
+                        "output_index": item.index,
+                        "delta": delta,
+                    },
+                )
         if key is None:  # a whole call in one event (no key to continue it by)
             self._close(out, "completed")
 
@@ -505,9 +587,14 @@ class ResponseEmitter:
         text = event.get("text")
         if not text:
             return
-        common = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
-        if not item.summary:
+        first = not item.summary
+        if first:
             item.summary.append("")
+        item.summary[0] += str(text)
+        if not self._stream:
+            return
+        common = {"item_id": item.id, "output_index": item.index, "summary_index": 0}
+        if first:
             self._event(
                 out,
                 {
@@ -516,7 +603,6 @@ class ResponseEmitter:
                     "part": {"type": "summary_text", "text": ""},
                 },
             )
-        item.summary[0] += str(text)
         self._event(
             out, {"type": "response.reasoning_summary_text.delta", **common, "delta": str(text)}
         )
@@ -527,13 +613,10 @@ class ResponseEmitter:
             return
         self._open = None
         item.status = status
-        if item.kind == "message":
-            if item.parts:
-                self._close_part(out, item)
-        elif item.kind == "function_call":
-            if not item.arguments and status == "completed":
-                # A call to a function without parameters may stream no argument text at all.
-                item.arguments = "{}"
+        if item.kind == "function_call" and not item.arguments and status == "completed":
+            # A call to a function without parameters may stream no argument text at all.
+            item.arguments = "{}"
+            if self._stream:
                 self._event(
                     out,
                     {
@@ -543,6 +626,12 @@ class ResponseEmitter:
                         "delta": "{}",
                     },
                 )
+        if not self._stream:
+            return
+        if item.kind == "message":
+            if item.parts:
+                self._close_part(out, item)
+        elif item.kind == "function_call":
             self._event(
                 out,
                 {
@@ -579,17 +668,11 @@ class ResponseEmitter:
     # ------------------------------------------------------------------ usage
 
     def _merge_usage(self, event: CanonicalEvent) -> None:
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cached_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-            "total_tokens",
-        ):
+        usage = self._usage
+        for name in _USAGE_FIELDS:
             value = event.get(name)
             if value is not None:
-                self._usage[name] = int(value)
+                usage[name] = int(value)
 
     def _final_usage(self) -> dict[str, Any]:
         usage = self._usage

@@ -26,6 +26,7 @@ from gateway.access.middleware import AccessMiddleware
 from gateway.access.notices import announce
 from gateway.agents.bus import AgentBus, create_bus
 from gateway.agents.routes import router as agents_router
+from gateway.api.disconnect import ClientDisconnected
 from gateway.api.meta import healthz, list_models
 from gateway.api.responses import create_response
 from gateway.config.build import Runtime
@@ -139,6 +140,10 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    return Response(status_code=499)  # nobody to answer; logged as 499 by observability
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error(
         "unhandled error on %s %s: %s",
@@ -246,6 +251,7 @@ def create_app(
     app.include_router(agents_router)
     app.include_router(admin_router)
     app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(ClientDisconnected, _client_disconnected)
     app.add_exception_handler(404, _not_found)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, _unexpected_error)

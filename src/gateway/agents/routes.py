@@ -31,6 +31,7 @@ from gateway.agents.requests import (
     parse_wait,
     plan_delivery,
 )
+from gateway.api.body import TooLarge, read_body
 from gateway.errors import GatewayError
 
 HEARTBEAT_SECONDS = 15.0
@@ -42,7 +43,7 @@ router = APIRouter()
 @router.post("/v1/agents/messages", status_code=201)
 async def send_message(request: Request) -> Response:
     bus, config = _bus_and_config(request)
-    body = await _read_body(request, config.max_message_bytes)
+    body = await read_body(request, config.max_message_bytes, _too_large(config.max_message_bytes))
     fields = parse_message(body)
     authorize_agent(request, fields["sender"], param="sender")
     delivery = plan_delivery(fields, config)
@@ -166,23 +167,8 @@ def _bus_and_config(request: Request) -> tuple[AgentBus, AgentsConfig]:
     return bus, config
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with a 400 as soon as it exceeds ``agents.max_message_bytes``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
+def _too_large(limit: int) -> TooLarge:
+    return lambda declared: GatewayError(
         400,
         f"The message is larger than the {limit} bytes this gateway accepts "
         "(agents.max_message_bytes).",

@@ -21,8 +21,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from gateway.access.guard import Grant, admit
+from gateway.api.body import TooLarge, read_body
 from gateway.api.disconnect import CancelOnDisconnect, ClientDisconnected
 from gateway.api.event_stream import EventStream
+from gateway.api.json_answer import JsonAnswer
 from gateway.canonical import CanonicalEvent, CanonicalRequest
 from gateway.errors import GatewayError
 from gateway.observability import RequestRecord, record_for
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gateway.responses")
 
-JSON_HEADERS = {"content-type": "application/json"}
 SSE_HEADERS = {
     "content-type": "text/event-stream",
     "cache-control": "no-cache",
@@ -77,32 +78,27 @@ class Flow:
         return headers
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing early when it is over the limit (by header or while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise GatewayError(
-            413,
-            f"Request body is {declared} bytes; the limit is {limit} bytes.",
-            code="request_too_large",
+def _too_large(limit: int) -> TooLarge:
+    def refusal(declared: int | None) -> GatewayError:
+        message = (
+            f"Request body is over the limit of {limit} bytes."
+            if declared is None
+            else f"Request body is {declared} bytes; the limit is {limit} bytes."
         )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(
-                413, f"Request body is over the limit of {limit} bytes.", code="request_too_large"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        return GatewayError(413, message, code="request_too_large")
+
+    return refusal
 
 
 async def create_response(request: Request) -> ASGIApp:
     started = time.perf_counter()
     state: GatewayState = request.app.state.gateway
     runtime = state.store.current  # this request's snapshot, to the end
-    raw = await read_body(request, runtime.limits.max_body_bytes)
+    limit = runtime.limits.max_body_bytes
+    try:
+        raw = await read_body(request, limit, _too_large(limit))
+    except ClientDisconnected:
+        return Response(status_code=499)
     parsed = parse_body(raw, runtime.limits)
     record = record_for(request)
     record.begin(runtime, requested_model=parsed.model, stream=parsed.stream, body=parsed.body)
@@ -133,10 +129,9 @@ async def create_response(request: Request) -> ASGIApp:
     headers = {
         **flow.headers(),
         **grant.headers,
-        **JSON_HEADERS,
         "x-gateway-overhead-ms": _overhead_ms(flow),
     }
-    return Response(orjson.dumps(emitter.response), 200, headers=headers)
+    return JsonAnswer(orjson.dumps(emitter.response), 200, headers)
 
 
 def _overhead_ms(flow: Flow, streaming_wait: float = 0.0) -> str:

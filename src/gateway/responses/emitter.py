@@ -207,13 +207,15 @@ class _Item:
         }
 
 
-_USAGE_FIELDS: Final = (
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
+_USAGE_FIELDS: Final = frozenset(
+    {
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+    }
 )
 
 
@@ -304,16 +306,16 @@ class ResponseEmitter:
                 return out
             event = unsent
         kind = event.get("type")
-        if kind == "text":  # the common case first: most stream chunks are text deltas
+        if kind == "text":  # the common cases first: text deltas, usage on every chunk (Gemini)
             self._text(out, event, "output_text")
+        elif kind == "usage":
+            self._merge_usage(event)
         elif kind == "refusal":
             self._text(out, event, "refusal")
         elif kind == "tool_call":
             self._tool_call(out, event)
         elif kind == "reasoning":
             self._reasoning(out, event)
-        elif kind == "usage":
-            self._merge_usage(event)
         elif kind == "finish":
             reason = event.get("reason")
             if reason is not None:
@@ -472,7 +474,14 @@ class ResponseEmitter:
             return
         if type(text) is not str:
             text = str(text)
-        item = self._continue_or_open(out, "message", event.get("key"))
+        item = self._open
+        key = event.get("key")
+        if (
+            item is None
+            or item.kind != "message"
+            or (key is not None and item.key is not None and key != item.key)
+        ):  # _continue_or_open, inline: this runs once per delta
+            item = self._open_item(out, "message", key)
         self.emitted_content = True
         if item.part_type != part_type:
             if item.parts:
@@ -669,9 +678,8 @@ class ResponseEmitter:
 
     def _merge_usage(self, event: CanonicalEvent) -> None:
         usage = self._usage
-        for name in _USAGE_FIELDS:
-            value = event.get(name)
-            if value is not None:
+        for name, value in event.items():  # the event's few fields, not every usage name
+            if value is not None and name in _USAGE_FIELDS:
                 usage[name] = int(value)
 
     def _final_usage(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__, collector
 from gateway.access.admin import router as admin_router
@@ -52,34 +52,6 @@ class GatewayState:
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
 
 
-class RequestIdMiddleware:
-    """Accept or mint ``X-Request-ID`` and return it on every response (pure ASGI, no copies)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value[:128]
-                break
-        if not request_id:
-            request_id = b"req_" + os.urandom(12).hex().encode()
-        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
 Endpoint = Callable[[Request], Awaitable[ASGIApp]]
 
 
@@ -94,7 +66,7 @@ class GatewayApp(FastAPI):
 
     def __init__(self, front_door: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
         super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
-        self.front_door = front_door  # request id, observability and access, outermost first
+        self.front_door = front_door  # observability (with request ids), then access
         self.fast_lane: dict[str, Endpoint] = {}
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -234,7 +206,7 @@ def create_app(
     def front_door(routes: ASGIApp) -> ASGIApp:
         # Access control innermost: a 401 is still logged, counted and carries a request id.
         routes = AccessMiddleware(routes, store=store)
-        return RequestIdMiddleware(observability.middleware(routes))
+        return observability.middleware(routes)
 
     app = GatewayApp(
         front_door,

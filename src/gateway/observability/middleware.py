@@ -1,10 +1,14 @@
 """The ASGI middleware that opens a ``RequestRecord`` per request and closes it after the last
 byte: it sees the real status, the time the client took to accept the bytes, and the end of a
-stream, none of which a route handler can see."""
+stream, none of which a route handler can see.
+
+It also gives every request, probes included, its request id: the client's ``X-Request-ID``
+(cut to 128 characters) or a new one, returned on the answer and carried by the record."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -27,20 +31,25 @@ class ObservabilityMiddleware:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.hub.quiet_paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        if scope["path"] in self.hub.quiet_paths:
+            await self.app(scope, receive, _with_request_id(send, request_id))
             return
         hub = self.hub
         record = hub.open(scope)
         token = set_current(record)
         json_error = False
+        request_id_header = (b"x-request-id", request_id)
 
         async def observed_send(message: Message) -> None:
             nonlocal json_error
             if message["type"] == "http.response.start":
                 status = record.status = int(message["status"])
                 extra = hub.response_headers(record)
-                message["headers"] = [*message.get("headers", ()), *extra]
+                message["headers"] = [*message.get("headers", ()), *extra, request_id_header]
                 if status >= 400:
                     json_error = any(
                         name == b"content-type" and b"json" in value
@@ -71,6 +80,28 @@ class ObservabilityMiddleware:
                 name = getattr(principal, "name", None)
                 record.key_name = None if name is None else str(name)
             hub.close(record)
+
+
+def _request_id(scope: Scope) -> bytes:
+    """The client's ``X-Request-ID`` (at most 128 bytes) or a new one; in ``state`` too."""
+    request_id = b""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value[:128]
+            break
+    if not request_id:
+        request_id = b"req_" + os.urandom(12).hex().encode()
+    scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+    return request_id
+
+
+def _with_request_id(send: Send, request_id: bytes) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+        await send(message)
+
+    return send_with_id
 
 
 def _read_error(record: RequestRecord, body: bytes) -> None:

@@ -173,6 +173,8 @@ class _Compiler:
         return load
 
     def _List(self, node: nodes.List) -> Closure:
+        if not node.items:
+            return lambda scope: []
         items = [self.build(item) for item in node.items]
         return lambda scope: [item(scope) for item in items]
 
@@ -217,6 +219,7 @@ class _Compiler:
         if name is None or name in self.environment.globals or name in _CONSTANT_NAMES:
             return None
         keys.reverse()
+        # Unrolled for the usual one or two keys: a loop costs more than the lookups.
         if len(keys) == 1:
             key = keys[0]
 
@@ -225,6 +228,15 @@ class _Compiler:
                 return value.get(key, MISSING) if type(value) is dict else lookup(value, key)
 
             return walk_one
+        if len(keys) == 2:
+            first, second = keys
+
+            def walk_two(scope: Scope) -> Any:
+                value = scope.get(name, MISSING)
+                value = value.get(first, MISSING) if type(value) is dict else lookup(value, first)
+                return value.get(second, MISSING) if type(value) is dict else lookup(value, second)
+
+            return walk_two
 
         def walk(scope: Scope) -> Any:
             value = scope.get(name, MISSING)
@@ -297,14 +309,30 @@ class _Compiler:
 
     # ------------------------------------------------------------------ logic
 
+    def _scope_name(self, node: nodes.Node) -> str | None:
+        """The name when ``node`` only reads the scope, for callers that inline the read."""
+        if not isinstance(node, nodes.Name):
+            return None
+        name = node.name
+        if name in self.environment.globals or name in _CONSTANT_NAMES:
+            return None
+        return name
+
     def _CondExpr(self, node: nodes.CondExpr) -> Closure:
         test = self.build(node.test)
         then = self.build(node.expr1)
-        otherwise = self.build(node.expr2) if node.expr2 is not None else (lambda scope: MISSING)
+        if node.expr2 is None or isinstance(node.expr2, nodes.Const):
+            # ``a if b else none``: the usual form, one call fewer.
+            value = MISSING if node.expr2 is None else node.expr2.value
+            return lambda scope: then(scope) if test(scope) else value
+        otherwise = self.build(node.expr2)
         return lambda scope: then(scope) if test(scope) else otherwise(scope)
 
     def _And(self, node: nodes.And) -> Closure:
         left, right = self.build(node.left), self.build(node.right)
+        name = self._scope_name(node.left)
+        if name is not None:  # ``choice and choice.delta.content``
+            return lambda scope: scope.get(name, MISSING) and right(scope)
         return lambda scope: left(scope) and right(scope)
 
     def _Or(self, node: nodes.Or) -> Closure:

@@ -365,8 +365,37 @@ def _remember(key: tuple[str, str], compiled: Any) -> None:
     _COMPILED[key] = compiled
 
 
+#: A compiled tree node: a function of the scope, and for a leaf (an expression or a text with
+#: substitutions) the label its errors are reported with. A leaf's function is raw: it may
+#: return Jinja's undefined and raise anything. The node holding a leaf catches and converts
+#: inline, which saves a call per expression on every request and chunk.
+Node = tuple[Callable[[Scope], Any], str | None]
+
+
+def _wrap(node: Node) -> Renderer:
+    """A leaf as a standalone renderer: errors labelled, undefined as ``None``."""
+    function, label = node
+    if label is None:
+        return function
+
+    def evaluate(scope: Scope) -> Any:
+        try:
+            value = function(scope)
+        except RenderError:
+            raise
+        except Exception as exc:  # a template bug, reported with its source
+            raise RenderError(f"{label}: {exc}") from exc
+        return None if isinstance(value, Undefined) else value
+
+    return evaluate
+
+
 def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Renderer:
     """Compile one Jinja expression to a function of the scope returning a native value."""
+    return _wrap(_expression_node(source, where))
+
+
+def _expression_node(source: str, where: tuple[str | int, ...]) -> Node:
     source = source.strip()
     if _PLAIN_PATH.match(source) and source not in ("none", "None", "true", "false", "omit"):
         parts = re.split(r"[.\[\]]", source)
@@ -382,18 +411,7 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
                 f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
             ) from exc
         _remember(("expression", source), expression)
-    compiled: Callable[[Scope], Any] = expression
-
-    def evaluate(scope: Scope) -> Any:
-        try:
-            value = compiled(scope)
-        except RenderError:
-            raise
-        except Exception as exc:  # a template bug, reported with its source
-            raise RenderError(f"{{{{ {source} }}}}: {exc}") from exc
-        return None if isinstance(value, Undefined) else value
-
-    return evaluate
+    return expression, f"{{{{ {source} }}}}"
 
 
 def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
@@ -413,7 +431,7 @@ def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
     return lambda scope: slow(**scope)
 
 
-def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
+def _text_node(source: str, where: tuple[str | int, ...]) -> Node:
     template = _COMPILED.get(("text", source))
     if template is None:
         try:
@@ -422,17 +440,7 @@ def _compile_text(source: str, where: tuple[str | int, ...]) -> Renderer:
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message}", where) from exc
         _remember(("text", source), template)
-    compiled: Callable[[Scope], str] = template
-
-    def render(scope: Scope) -> Any:
-        try:
-            return compiled(scope)
-        except RenderError:
-            raise
-        except Exception as exc:
-            raise RenderError(f"{source!r}: {exc}") from exc
-
-    return render
+    return template, repr(source)
 
 
 def _substitutions(ast: nodes.Template) -> Callable[[Scope], str] | None:
@@ -454,12 +462,16 @@ def _substitutions(ast: nodes.Template) -> Callable[[Scope], str] | None:
 
 def compile_string(source: str, where: tuple[str | int, ...] = ()) -> Renderer:
     """A string leaf: a constant, one native expression, or text with substitutions."""
+    return _wrap(_string_node(source, where))
+
+
+def _string_node(source: str, where: tuple[str | int, ...]) -> Node:
     if not any(marker in source for marker in _JINJA_MARKERS):
-        return lambda scope: source
+        return _constant(source), None
     single = _SINGLE_EXPRESSION.match(source)
     if single is not None and "}}" not in single.group("expr") and "{{" not in single.group("expr"):
-        return compile_expression(single.group("expr"), where=where)
-    return _compile_text(source, where)
+        return _expression_node(single.group("expr"), where)
+    return _text_node(source, where)
 
 
 def _constant(value: Any) -> Renderer:
@@ -468,15 +480,42 @@ def _constant(value: Any) -> Renderer:
 
 def compile_tree(tree: Any, where: tuple[str | int, ...] = ()) -> Renderer:
     """Compile a YAML tree into one render function."""
+    return _wrap(_node(tree, where))
+
+
+def _node(tree: Any, where: tuple[str | int, ...]) -> Node:
     if isinstance(tree, str):
-        return compile_string(tree, where)
+        return _string_node(tree, where)
     if isinstance(tree, Mapping):
         if len(tree) and next(iter(tree)).startswith("$"):
-            return _compile_form(tree, where)
-        return _compile_mapping(tree, where)
+            return _compile_form(tree, where), None
+        return _compile_mapping(tree, where), None
     if isinstance(tree, list):
-        return _compile_list(tree, where)
-    return _constant(tree)
+        return _compile_list(tree, where), None
+    return _constant(tree), None
+
+
+def _reraise(exc: Exception, label: str | None) -> NoReturn:
+    """Raise what a node reports for ``exc`` from its child: a leaf's error as a render error
+    naming the leaf's source; a render error, or any error of a child that is not a leaf, as
+    it is."""
+    if label is None or isinstance(exc, RenderError):
+        raise exc
+    raise RenderError(f"{label}: {exc}") from exc
+
+
+#: A node as a member of a mapping, list or ``$concat``: a ``$if`` without ``else`` is held as
+#: its condition (function, label) and its ``then`` node (function, label), tested by the
+#: container itself, one call fewer per conditional member; other nodes have no condition.
+Part = tuple[Callable[[Scope], Any] | None, str | None, Callable[[Scope], Any], str | None]
+
+
+def _part(tree: Any, where: tuple[str | int, ...]) -> Part:
+    if isinstance(tree, Mapping) and next(iter(tree), None) == "$if" and "else" not in tree:
+        _check_form(tree, where)
+        condition, label = _expression_of(tree["$if"], (*where, "$if"))
+        return (condition, label, *_node(tree.get("then", OMIT), (*where, "then")))
+    return (None, None, *_node(tree, where))
 
 
 def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
@@ -484,19 +523,35 @@ def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> R
         frozen = dict(tree)
         return lambda scope: dict(frozen)
     # A field with a constant scalar (``type: text``) keeps its value; the others render.
-    fields: list[tuple[str, Renderer | None, Any]] = []
+    fields: list[tuple[str, Part | None, Any]] = []
     for key, value in tree.items():
         constant = value is None or isinstance(value, bool | int | float | str)
         if constant and not _has_template(value):
             fields.append((str(key), None, value))
         else:
-            fields.append((str(key), compile_tree(value, (*where, key)), None))
+            fields.append((str(key), _part(value, (*where, key)), None))
+    rows = tuple(
+        (key, *part, None) if part is not None else (key, None, None, None, None, value)
+        for key, part, value in fields
+    )
 
     def render(scope: Scope) -> Any:
         result: dict[str, Any] = {}
-        for key, field, value in fields:
+        for key, condition, condition_label, field, label, value in rows:
             if field is not None:
-                value = field(scope)
+                if condition is not None:
+                    try:
+                        test = condition(scope)
+                    except Exception as exc:
+                        _reraise(exc, condition_label)
+                    if not test:
+                        continue
+                try:
+                    value = field(scope)
+                except Exception as exc:
+                    _reraise(exc, label)
+                if isinstance(value, Undefined):
+                    continue
             if value is not None and value is not OMIT:
                 result[key] = value
         return result
@@ -505,13 +560,23 @@ def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> R
 
 
 def _compile_list(tree: list[Any], where: tuple[str | int, ...]) -> Renderer:
-    items = tuple(compile_tree(value, (*where, index)) for index, value in enumerate(tree))
+    items = tuple(_part(value, (*where, index)) for index, value in enumerate(tree))
 
     def render(scope: Scope) -> Any:
         result = []
-        for item in items:
-            value = item(scope)
-            if value is not None and value is not OMIT:
+        for condition, condition_label, item, label in items:
+            if condition is not None:
+                try:
+                    test = condition(scope)
+                except Exception as exc:
+                    _reraise(exc, condition_label)
+                if not test:
+                    continue
+            try:
+                value = item(scope)
+            except Exception as exc:
+                _reraise(exc, label)
+            if value is not None and value is not OMIT and not isinstance(value, Undefined):
                 result.append(value)
         return result
 
@@ -541,16 +606,17 @@ _FORM_KEYS: Final[dict[str, frozenset[str]]] = {
 }
 
 
-def _expression_of(value: Any, where: tuple[str | int, ...]) -> Renderer:
+def _expression_of(value: Any, where: tuple[str | int, ...]) -> Node:
     """A form's expression slot accepts ``"{{ expr }}"`` or a bare ``expr``."""
     if not isinstance(value, str):
-        return _constant(value)
+        return _constant(value), None
     single = _SINGLE_EXPRESSION.match(value)
-    return compile_expression(single.group("expr") if single else value, where=where)
+    return _expression_node(single.group("expr") if single else value, where)
 
 
-def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
-    form = next(iter(tree))
+def _check_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> str:
+    """The form's name, once its keys are known to be the form's."""
+    form = str(next(iter(tree)))
     allowed = _FORM_KEYS.get(form)
     if allowed is None:
         raise TemplateError(f"unknown template form {form!r}; known: {sorted(_FORM_KEYS)}", where)
@@ -559,52 +625,91 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
         raise TemplateError(
             f"{form} does not take {sorted(unknown)}; it takes {sorted(allowed)}", where
         )
+    return form
+
+
+def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
+    form = _check_form(tree, where)
     here = (*where, form)
     if form == "$literal":
         return _constant(tree["$literal"])
     if form == "$each":
         return _compile_each(tree, here)
     if form == "$if":
-        condition = _expression_of(tree["$if"], here)
-        then = compile_tree(tree.get("then", OMIT), (*where, "then"))
-        if "else" not in tree:
-            return lambda scope: then(scope) if condition(scope) else OMIT
-        otherwise = compile_tree(tree["else"], (*where, "else"))
-        return lambda scope: then(scope) if condition(scope) else otherwise(scope)
+        return _compile_if(tree, here, where)
     if form == "$switch":
         return _compile_switch(tree, here, where)
     if form in ("$concat", "$merge"):
         parts_source = tree[form]
         if not isinstance(parts_source, list):
             raise TemplateError(f"{form} takes a list", here)
-        parts = tuple(compile_tree(part, (*here, index)) for index, part in enumerate(parts_source))
-        return _concat(parts) if form == "$concat" else _merge(parts)
+        if form == "$merge":
+            return _merge(
+                tuple(_node(part, (*here, index)) for index, part in enumerate(parts_source))
+            )
+        return _concat(
+            tuple(_part(part, (*here, index)) for index, part in enumerate(parts_source))
+        )
+    return _compile_let(tree, here, where)
+
+
+def _compile_if(
+    tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
+) -> Renderer:
+    condition, label = _expression_of(tree["$if"], here)
+    then = compile_tree(tree.get("then", OMIT), (*where, "then"))
+    otherwise = compile_tree(tree["else"], (*where, "else")) if "else" in tree else None
+
+    def render(scope: Scope) -> Any:
+        try:
+            test = condition(scope)
+        except Exception as exc:
+            _reraise(exc, label)
+        if test:
+            return then(scope)
+        return OMIT if otherwise is None else otherwise(scope)
+
+    return render
+
+
+def _compile_let(
+    tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
+) -> Renderer:
     bindings_source = tree["$let"]
     if not isinstance(bindings_source, Mapping):
         raise TemplateError("$let takes a mapping of names to trees", here)
     bindings = tuple(
-        (str(name), compile_tree(value, (*here, name))) for name, value in bindings_source.items()
+        (str(name), *_node(value, (*here, name))) for name, value in bindings_source.items()
     )
     body = compile_tree(tree.get("in", OMIT), (*where, "in"))
 
-    def render_let(scope: Scope) -> Any:
+    def render(scope: Scope) -> Any:
         inner = dict(scope)
-        for name, binding in bindings:
-            inner[name] = binding(inner)
+        for name, binding, label in bindings:
+            try:
+                value = binding(inner)
+            except Exception as exc:
+                _reraise(exc, label)
+            inner[name] = None if isinstance(value, Undefined) else value
         return body(inner)
 
-    return render_let
+    return render
 
 
 def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
-    iterable = _expression_of(tree["$each"], where)
+    iterable, iterable_label = _expression_of(tree["$each"], where)
     name = str(tree.get("as", "item"))
     body = compile_tree(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
-    condition = _expression_of(tree["if"], (*where[:-1], "if")) if "if" in tree else None
+    condition, label = (
+        _expression_of(tree["if"], (*where[:-1], "if")) if "if" in tree else (None, None)
+    )
     flatten = bool(tree.get("flatten", False))
 
     def render(scope: Scope) -> Any:
-        values = iterable(scope)
+        try:
+            values = iterable(scope)
+        except Exception as exc:
+            _reraise(exc, iterable_label)
         if not values:
             return []
         inner = dict(scope)
@@ -612,8 +717,13 @@ def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
         for index, value in enumerate(values):
             inner[name] = value
             inner["loop_index"] = index
-            if condition is not None and not condition(inner):
-                continue
+            if condition is not None:
+                try:
+                    keep = condition(inner)
+                except Exception as exc:
+                    _reraise(exc, label)
+                if not keep:
+                    continue
             rendered = body(inner)
             if rendered is None or rendered is OMIT:
                 continue
@@ -629,7 +739,7 @@ def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
 def _compile_switch(
     tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
 ) -> Renderer:
-    subject = _expression_of(tree["$switch"], here)
+    subject, label = _expression_of(tree["$switch"], here)
     cases_source = tree.get("cases", {})
     if not isinstance(cases_source, Mapping):
         raise TemplateError("$switch cases must be a mapping", (*where, "cases"))
@@ -639,10 +749,15 @@ def _compile_switch(
     default = compile_tree(tree.get("default", OMIT), (*where, "default"))
 
     def render(scope: Scope) -> Any:
-        value = subject(scope)
+        try:
+            value = subject(scope)
+        except Exception as exc:
+            _reraise(exc, label)
         key = (
             value
             if isinstance(value, str)
+            else "None"
+            if isinstance(value, Undefined)
             else str(value).lower()
             if isinstance(value, bool)
             else str(value)
@@ -652,27 +767,40 @@ def _compile_switch(
     return render
 
 
-def _concat(parts: tuple[Renderer, ...]) -> Renderer:
+def _concat(parts: tuple[Part, ...]) -> Renderer:
     def render(scope: Scope) -> Any:
         result: list[Any] = []
-        for part in parts:
-            value = part(scope)
+        for condition, condition_label, part, label in parts:
+            if condition is not None:
+                try:
+                    test = condition(scope)
+                except Exception as exc:
+                    _reraise(exc, condition_label)
+                if not test:
+                    continue
+            try:
+                value = part(scope)
+            except Exception as exc:
+                _reraise(exc, label)
             if value is None or value is OMIT:
                 continue
             if isinstance(value, list):
                 result.extend(value)
-            else:
+            elif not isinstance(value, Undefined):
                 result.append(value)
         return result
 
     return render
 
 
-def _merge(parts: tuple[Renderer, ...]) -> Renderer:
+def _merge(parts: tuple[Node, ...]) -> Renderer:
     def render(scope: Scope) -> Any:
         result: dict[str, Any] = {}
-        for part in parts:
-            value = part(scope)
+        for part, label in parts:
+            try:
+                value = part(scope)
+            except Exception as exc:
+                _reraise(exc, label)
             if isinstance(value, Mapping):
                 result.update(value)
         return result

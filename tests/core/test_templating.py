@@ -100,3 +100,50 @@ def test_helpers() -> None:
     assert render("{{ p | without_type('tool_result') | length }}", p=parts) == 2
     assert render("{{ coalesce(none, 0, 3) }}", x=1) == 0
     assert OMIT is render("{{ omit }}") or render({"a": "{{ omit }}"}) == {}
+
+
+def test_missing_values_are_none_wherever_a_leaf_lands() -> None:
+    # Containers read their leaves without a wrapper: an undefined must still be none there.
+    assert render(["{{ a.b }}", "{{ x }}"], x=1) == [1]
+    assert render({"$concat": ["{{ a.b }}", ["{{ x }}"]]}, x=1) == [1]
+    assert render({"$let": {"v": "{{ a.b }}"}, "in": "{{ v is none }}"}) is True
+    assert render({"$switch": "a.b", "cases": {"None": "missing"}}) == "missing"
+    assert render({"$merge": ["{{ a.b }}", {"k": 1}]}) == {"k": 1}
+    assert (
+        render({"k": {"$if": "a.b", "then": 1}, "j": {"$if": "x", "then": "{{ a.b }}"}}, x=1) == {}
+    )
+    assert render({"$each": "a.b", "do": 1}) == []
+
+
+def test_a_failing_leaf_is_reported_with_its_source() -> None:
+    failing = "{{ 1 // n }}"
+    trees = [
+        {"k": failing},
+        [failing],
+        {"$concat": [failing]},
+        {"$concat": [{"$if": "1 // n", "then": 1}]},
+        {"$concat": [{"$if": "true", "then": failing}]},
+        {"k": {"$if": "1 // n", "then": 1}},
+        [{"$if": "1 // n", "then": 1}],
+        {"$if": "1 // n", "then": 1, "else": 2},
+        {"$let": {"v": failing}, "in": "{{ v }}"},
+        {"$each": "[1] if 1 // n else []", "do": 1},
+        {"$each": "[1]", "if": "1 // n", "do": 1},
+        {"$switch": "1 // n", "cases": {}},
+        {"$merge": [failing]},
+        "x{{ 1 // n }}",
+    ]
+    for tree in trees:
+        with pytest.raises(RenderError, match=r"1 // n.*by zero") as caught:
+            render(tree, n=0)
+        assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_an_error_outside_any_leaf_is_not_relabelled() -> None:
+    with pytest.raises(TypeError):
+        render({"$concat": [{"$each": "n", "do": 1}]}, n=3)
+
+
+def test_a_conditional_member_checks_its_keys() -> None:
+    with pytest.raises(TemplateError, match="does not take"):
+        compile_tree({"$concat": [{"$if": "a", "than": 1}]})

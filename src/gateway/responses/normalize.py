@@ -10,7 +10,7 @@ calls and outputs, reasoning items. Unknown top-level fields are ignored, never 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -29,9 +29,12 @@ class RequestLimits:
     max_string_chars: int = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class ResponsesRequest:
-    """A validated request: the body and the fields the Response object echoes."""
+class ResponsesRequest(NamedTuple):
+    """A validated request: the body and the fields the Response object echoes.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built in a fraction of
+    the time (a frozen dataclass sets each field through ``object.__setattr__``).
+    """
 
     body: dict[str, Any]
     model: str
@@ -411,6 +414,8 @@ def _normalize_tool_choice(value: Any) -> ToolChoice | None:
 
 def _normalize_input(value: Any) -> tuple[list[Turn], list[str], dict[str, str]]:
     """Input items → alternating turns, hoisted system text, and the call_id → name index."""
+    if isinstance(value, str):  # the common case: one user turn, no closure to make
+        return [{"role": "user", "parts": [{"type": "text", "text": value}]}], [], {}
     turns: list[Turn] = []
     system_parts: list[str] = []
     call_names: dict[str, str] = {}
@@ -422,10 +427,6 @@ def _normalize_input(value: Any) -> tuple[list[Turn], list[str], dict[str, str]]
             turns[-1]["parts"].extend(parts)
         else:
             turns.append({"role": role, "parts": parts})  # type: ignore[typeddict-item]
-
-    if isinstance(value, str):
-        add("user", [{"type": "text", "text": value}])
-        return turns, system_parts, call_names
 
     for index, item in enumerate(value):
         param = f"input[{index}]"

@@ -17,7 +17,7 @@ from gateway.routing import Route
 
 def principal_of(request: Request) -> Principal:
     """The authenticated caller; the open gateway's anonymous principal when none was set."""
-    principal = getattr(request.state, "principal", None)
+    principal = request.scope.get("state", {}).get("principal")  # AccessMiddleware put it
     return principal if isinstance(principal, Principal) else OPEN.anonymous
 
 

@@ -117,6 +117,15 @@ def compile_closure(expression: nodes.Expr, environment: SandboxedEnvironment) -
         return None
 
 
+def compile_condition(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
+    """``compile_closure`` for a result that is only tested for truth (``$if``): a missing
+    value may come back as ``None``, which tests faster than the undefined."""
+    try:
+        return _Compiler(environment).condition(expression)
+    except Unsupported:
+        return None
+
+
 def compile_fast(expression: nodes.Expr, environment: SandboxedEnvironment) -> Closure | None:
     """``compile_closure`` whose missing values are ``None``, as a template leaf yields them."""
     closure = compile_closure(expression, environment)
@@ -144,6 +153,23 @@ class _Compiler:
             raise Unsupported(type(node).__name__)
         closure: Closure = method(node)
         return closure
+
+    def condition(self, node: nodes.Node) -> Closure:
+        """``build`` for a value only tested for truth: names and paths read a missing key as
+        ``None``; ``and``, ``or`` and ``not`` pass that on to their operands."""
+        if isinstance(node, nodes.And | nodes.Or):
+            return self._logic(node, self.condition, None)
+        if isinstance(node, nodes.Not):
+            inner = self.condition(node.node)
+            return lambda scope: not inner(scope)
+        name = self._scope_name(node)
+        if name is not None:
+            return lambda scope: scope.get(name)
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            path = self._path(node, missing=None)
+            if path is not None:
+                return path
+        return self.build(node)
 
     # ------------------------------------------------------------------ leaves
 
@@ -201,8 +227,9 @@ class _Compiler:
         name = node.attr
         return lambda scope: lookup(target(scope), name)
 
-    def _path(self, node: nodes.Node) -> Closure | None:
-        """``name.key[0].key``: constant keys from a scope name, read in one loop."""
+    def _path(self, node: nodes.Node, missing: Any = MISSING) -> Closure | None:
+        """``name.key[0].key``: constant keys from a scope name, read in one loop. A key that
+        a mapping lacks reads as ``missing``."""
         keys: list[Any] = []
         while isinstance(node, nodes.Getattr | nodes.Getitem):
             if isinstance(node, nodes.Getattr):
@@ -224,24 +251,24 @@ class _Compiler:
             key = keys[0]
 
             def walk_one(scope: Scope) -> Any:
-                value = scope.get(name, MISSING)
-                return value.get(key, MISSING) if type(value) is dict else lookup(value, key)
+                value = scope.get(name, missing)
+                return value.get(key, missing) if type(value) is dict else lookup(value, key)
 
             return walk_one
         if len(keys) == 2:
             first, second = keys
 
             def walk_two(scope: Scope) -> Any:
-                value = scope.get(name, MISSING)
-                value = value.get(first, MISSING) if type(value) is dict else lookup(value, first)
-                return value.get(second, MISSING) if type(value) is dict else lookup(value, second)
+                value = scope.get(name, missing)
+                value = value.get(first, missing) if type(value) is dict else lookup(value, first)
+                return value.get(second, missing) if type(value) is dict else lookup(value, second)
 
             return walk_two
 
         def walk(scope: Scope) -> Any:
-            value = scope.get(name, MISSING)
+            value = scope.get(name, missing)
             for key in keys:
-                value = value.get(key, MISSING) if type(value) is dict else lookup(value, key)
+                value = value.get(key, missing) if type(value) is dict else lookup(value, key)
             return value
 
         return walk
@@ -319,7 +346,7 @@ class _Compiler:
         return name
 
     def _CondExpr(self, node: nodes.CondExpr) -> Closure:
-        test = self.build(node.test)
+        test = self.condition(node.test)
         then = self.build(node.expr1)
         if node.expr2 is None or isinstance(node.expr2, nodes.Const):
             # ``a if b else none``: the usual form, one call fewer.
@@ -328,19 +355,25 @@ class _Compiler:
         otherwise = self.build(node.expr2)
         return lambda scope: then(scope) if test(scope) else otherwise(scope)
 
-    def _And(self, node: nodes.And) -> Closure:
-        left, right = self.build(node.left), self.build(node.right)
+    def _logic(
+        self, node: nodes.And | nodes.Or, operand: Callable[[nodes.Node], Closure], missing: Any
+    ) -> Closure:
+        left, right = operand(node.left), operand(node.right)
+        if isinstance(node, nodes.Or):
+            return lambda scope: left(scope) or right(scope)
         name = self._scope_name(node.left)
-        if name is not None:  # ``choice and choice.delta.content``
-            return lambda scope: scope.get(name, MISSING) and right(scope)
+        if name is not None:  # ``choice and choice.delta.content``: the name read inline
+            return lambda scope: scope.get(name, missing) and right(scope)
         return lambda scope: left(scope) and right(scope)
 
+    def _And(self, node: nodes.And) -> Closure:
+        return self._logic(node, self.build, MISSING)
+
     def _Or(self, node: nodes.Or) -> Closure:
-        left, right = self.build(node.left), self.build(node.right)
-        return lambda scope: left(scope) or right(scope)
+        return self._logic(node, self.build, MISSING)
 
     def _Not(self, node: nodes.Not) -> Closure:
-        inner = self.build(node.node)
+        inner = self.condition(node.node)
         return lambda scope: not inner(scope)
 
     def _Neg(self, node: nodes.Neg) -> Closure:

@@ -39,7 +39,7 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gateway.expressions import compile_closure
+from gateway.expressions import compile_closure, compile_condition
 
 Scope = Mapping[str, Any]
 Renderer = Callable[[Scope], Any]
@@ -395,26 +395,29 @@ def compile_expression(source: str, *, where: tuple[str | int, ...] = ()) -> Ren
     return _wrap(_expression_node(source, where))
 
 
-def _expression_node(source: str, where: tuple[str | int, ...]) -> Node:
+def _expression_node(source: str, where: tuple[str | int, ...], *, condition: bool = False) -> Node:
+    """A leaf for one expression; a ``condition`` is only tested for truth (``$if``), and
+    may read a missing value as ``None`` rather than the undefined."""
     source = source.strip()
     if _PLAIN_PATH.match(source) and source not in ("none", "None", "true", "false", "omit"):
         parts = re.split(r"[.\[\]]", source)
         if parts[0] == "self" or any(_unsafe_name(part, attribute=False) for part in parts):
             raise _refuse(source, "a path segment is internal", where)
-    expression = _COMPILED.get(("expression", source))
+    key = ("condition" if condition else "expression", source)
+    expression = _COMPILED.get(key)
     if expression is None:
         try:
             _check_expression(source, where)
-            expression = _fast_or_jinja(source)
+            expression = _fast_or_jinja(source, condition=condition)
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template syntax error in {{{{ {source} }}}}: {exc.message}", where
             ) from exc
-        _remember(("expression", source), expression)
+        _remember(key, expression)
     return expression, f"{{{{ {source} }}}}"
 
 
-def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
+def _fast_or_jinja(source: str, *, condition: bool = False) -> Callable[[Scope], Any]:
     """A closure compiled from the expression's AST, or Jinja's evaluator when it must be.
 
     Either may return an undefined value for missing data; ``compile_expression`` maps it to
@@ -424,7 +427,7 @@ def _fast_or_jinja(source: str) -> Callable[[Scope], Any]:
     node = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
-    fast = compile_closure(node, ENV)
+    fast = compile_condition(node, ENV) if condition else compile_closure(node, ENV)
     if fast is not None:
         return fast
     slow = ENV.compile_expression(source, undefined_to_none=True)
@@ -513,7 +516,7 @@ Part = tuple[Callable[[Scope], Any] | None, str | None, Callable[[Scope], Any], 
 def _part(tree: Any, where: tuple[str | int, ...]) -> Part:
     if isinstance(tree, Mapping) and next(iter(tree), None) == "$if" and "else" not in tree:
         _check_form(tree, where)
-        condition, label = _expression_of(tree["$if"], (*where, "$if"))
+        condition, label = _expression_of(tree["$if"], (*where, "$if"), condition=True)
         return (condition, label, *_node(tree.get("then", OMIT), (*where, "then")))
     return (None, None, *_node(tree, where))
 
@@ -606,12 +609,12 @@ _FORM_KEYS: Final[dict[str, frozenset[str]]] = {
 }
 
 
-def _expression_of(value: Any, where: tuple[str | int, ...]) -> Node:
+def _expression_of(value: Any, where: tuple[str | int, ...], *, condition: bool = False) -> Node:
     """A form's expression slot accepts ``"{{ expr }}"`` or a bare ``expr``."""
     if not isinstance(value, str):
         return _constant(value), None
     single = _SINGLE_EXPRESSION.match(value)
-    return _expression_node(single.group("expr") if single else value, where)
+    return _expression_node(single.group("expr") if single else value, where, condition=condition)
 
 
 def _check_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> str:
@@ -656,7 +659,7 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
 def _compile_if(
     tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
 ) -> Renderer:
-    condition, label = _expression_of(tree["$if"], here)
+    condition, label = _expression_of(tree["$if"], here, condition=True)
     then = compile_tree(tree.get("then", OMIT), (*where, "then"))
     otherwise = compile_tree(tree["else"], (*where, "else")) if "else" in tree else None
 
@@ -701,7 +704,9 @@ def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
     name = str(tree.get("as", "item"))
     body = compile_tree(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
     condition, label = (
-        _expression_of(tree["if"], (*where[:-1], "if")) if "if" in tree else (None, None)
+        _expression_of(tree["if"], (*where[:-1], "if"), condition=True)
+        if "if" in tree
+        else (None, None)
     )
     flatten = bool(tree.get("flatten", False))
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from jinja2.parser import Parser
 
-from gateway.expressions import compile_fast
+from gateway.expressions import compile_condition, compile_fast
 from gateway.templating import ENV
 
 SCOPE: dict[str, Any] = {
@@ -109,3 +109,31 @@ def test_lookups_read_data_not_python_attributes() -> None:
 def test_unsupported_constructs_fall_back() -> None:
     node = Parser(ENV, "req.model.format(1)", state="variable").parse_expression()
     assert compile_fast(node, ENV) is None
+
+
+CONDITIONS = [
+    *EXPRESSIONS,
+    "event and event.missing",
+    "n and event.missing.deeper",
+    "missing and event.delta",
+    "event.missing or event.usage or event.delta.missing",
+    "not (event.missing or missing)",
+    "not event.delta.text",
+    "event.delta.missing is defined",
+    "(event.missing and 1) is defined",
+    "event.choices[0].delta.content",
+    "event.choices[0].missing.deeper[1]",
+    "event.choices[3] or event.delta['missing']",
+    "missing",
+    "n",
+    "'x' if event.missing else ''",
+]
+
+
+@pytest.mark.parametrize("source", CONDITIONS)
+def test_compiled_condition_tests_as_jinja_does(source: str) -> None:
+    # A condition's value is only tested for truth; a missing value may come back as none.
+    node = Parser(ENV, source, state="variable").parse_expression()
+    compiled = compile_condition(node, ENV)
+    assert compiled is not None, f"{source} fell back to Jinja"
+    assert bool(compiled(SCOPE)) is bool(jinja(source))

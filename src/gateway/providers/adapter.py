@@ -176,7 +176,7 @@ class ProviderAdapter:
             rendered = self.response_events({"body": body, "req": req, "provider": self.settings})
         except RenderError as exc:
             return [self._mapping_failed(exc)]
-        return self._redacted(_as_events(rendered))
+        return self._events(rendered)
 
     def events_from_chunk(
         self, name: str | None, data: str, req: CanonicalRequest
@@ -200,7 +200,7 @@ class ProviderAdapter:
         if spec.discriminator is not None:
             value = spec.discriminator(scope)
             if value is not None:
-                rule = spec.rules.get(str(value))
+                rule = spec.rules.get(value if type(value) is str else str(value))
         if rule is None:
             rule = spec.default
         if rule is None:
@@ -209,7 +209,7 @@ class ProviderAdapter:
             rendered = rule(scope)
         except RenderError as exc:
             return [self._mapping_failed(exc)]
-        return self._redacted(_as_events(rendered))
+        return self._events(rendered)
 
     def _mapping_failed(self, exc: RenderError) -> CanonicalEvent:
         """A response template that failed on this answer: a config bug, reported, not a 500."""
@@ -288,20 +288,19 @@ class ProviderAdapter:
                 text = text.replace(secret, "***")
         return text
 
-    def _redacted(self, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
-        """Error events carry upstream text to the client: never with the provider's key."""
+    def _events(self, rendered: Any) -> list[CanonicalEvent]:
+        """A rule's result as a list of events, in one pass since it runs per chunk. Error
+        events carry upstream text to the client: never with the provider's key."""
+        if isinstance(rendered, dict):
+            events = [rendered]
+        elif rendered is None or rendered is OMIT:
+            return []
+        else:
+            events = [event for event in rendered if isinstance(event, dict)]
         for event in events:
             if event.get("type") == "error" and event.get("message"):
                 event["message"] = self.redact(str(event["message"]))
         return events
-
-
-def _as_events(rendered: Any) -> list[CanonicalEvent]:
-    if rendered is None or rendered is OMIT:
-        return []
-    if isinstance(rendered, dict):
-        return [rendered]
-    return [event for event in rendered if isinstance(event, dict)]
 
 
 # --------------------------------------------------------------------------- compile

@@ -99,7 +99,9 @@ def lookup(value: Any, key: Any) -> Any:
         return value.get(key, MISSING)
     if type(value) is list and type(key) is int:
         return value[key] if -len(value) <= key < len(value) else MISSING
-    if isinstance(value, Mapping):
+    if value is None or isinstance(value, Undefined):  # a read past a missing value
+        return MISSING
+    if isinstance(value, Mapping):  # an ABC check, slow: after the common cases
         return value.get(key, MISSING)
     if isinstance(key, int) and isinstance(value, Sequence) and not isinstance(value, str):
         return value[key] if -len(value) <= key < len(value) else MISSING

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 from typing import TYPE_CHECKING
+
+from gateway.ids import random_hex
 
 if TYPE_CHECKING:
     from gateway.observability.record import RequestRecord
@@ -57,16 +58,16 @@ def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
 
 
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    return random_hex()[:32]
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return random_hex()[:16]
 
 
 def new_trace_and_span_ids() -> tuple[str, str]:
-    """A new trace's id and its root span's id, from one call to the OS."""
-    ids = os.urandom(24).hex()
+    """A new trace's id and its root span's id, from one draw."""
+    ids = random_hex()
     return ids[:32], ids[32:]
 
 

@@ -8,13 +8,13 @@ It also gives every request, probes included, its request id: the client's ``X-R
 from __future__ import annotations
 
 import asyncio
-import os
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.ids import random_hex
 from gateway.observability.context import reset_current, set_current
 from gateway.observability.record import RequestRecord
 
@@ -90,7 +90,7 @@ def _request_id(scope: Scope) -> bytes:
             request_id = value[:128]
             break
     if not request_id:
-        request_id = b"req_" + os.urandom(12).hex().encode()
+        request_id = b"req_" + random_hex()[:24].encode()
     scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
     return request_id
 

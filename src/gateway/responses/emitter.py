@@ -11,13 +11,13 @@ order every upstream format produces and the order the SDK's stream helper expec
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.canonical import CanonicalEvent
+from gateway.ids import random_hex
 
 ResponsesEvent = dict[str, Any]
 
@@ -35,23 +35,9 @@ class FinishOutcome:
 COMPLETED: Final = FinishOutcome()
 
 
-#: Ids' random parts (24 bytes from the OS, as hex), drawn 64 at a time: one system call per
-#: 64 ids instead of one per id. ``list.pop`` is atomic, so no two threads get the same one;
-#: a forked child starts empty rather than repeating its parent's ids.
-_ID_SUFFIXES: list[str] = []
-_IDS_PER_DRAW: Final = 64
-os.register_at_fork(after_in_child=_ID_SUFFIXES.clear)
-
-
 def new_id(prefix: str) -> str:
-    """``prefix_`` and 48 random hex digits, what ``secrets.token_hex(24)`` gives."""
-    try:
-        suffix = _ID_SUFFIXES.pop()
-    except IndexError:
-        drawn = os.urandom(24 * _IDS_PER_DRAW).hex()
-        _ID_SUFFIXES.extend(drawn[start : start + 48] for start in range(0, len(drawn), 48))
-        suffix = _ID_SUFFIXES.pop()
-    return f"{prefix}_{suffix}"
+    """``prefix_`` and 48 random hex digits."""
+    return f"{prefix}_{random_hex()}"
 
 
 _ECHOED_DEFAULTS: Final[tuple[tuple[str, Any], ...]] = (

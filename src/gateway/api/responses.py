@@ -9,11 +9,13 @@ the ``error`` event. A client that disconnects cancels the upstream call and pen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -226,6 +228,19 @@ def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | N
     return timeouts, alias.get("total", base.total), alias.get("first_token", base.first_token)
 
 
+_NO_LIMIT: Final = contextlib.nullcontext()
+
+
+def _time_limit(seconds: float | None) -> AbstractAsyncContextManager[object]:
+    """``asyncio.timeout``, skipped when there is no limit (most requests): it costs a
+    task lookup and a reschedule each time, even with ``None``."""
+    return _NO_LIMIT if seconds is None else asyncio.timeout(seconds)
+
+
+def _time_limit_at(deadline: float | None) -> AbstractAsyncContextManager[object]:
+    return _NO_LIMIT if deadline is None else asyncio.timeout_at(deadline)
+
+
 def _timed_out(adapter: ProviderAdapter, what: str, seconds: float, waited: float) -> UpstreamError:
     error = GatewayError(
         504,
@@ -265,7 +280,7 @@ async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) 
     client = flow.state.transports.client_for(adapter)
     upstream_started = time.perf_counter()
     try:
-        async with asyncio.timeout(limit):
+        async with _time_limit(limit):
             answer = await call_whole(adapter, client, req, timeouts)
     except TimeoutError:
         waited = time.perf_counter() - upstream_started
@@ -322,7 +337,7 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     upstream_started = time.perf_counter()
     upstream: UpstreamStream | None = None
     try:
-        async with asyncio.timeout(limit):
+        async with _time_limit(limit):
             upstream = await open_stream(adapter, client, req, timeouts)
             flow.record.upstream_answer(upstream.response.status, 0.0)  # waits: at its close
             batches = upstream.batches()
@@ -376,7 +391,7 @@ async def _relay(
         yield encode_events(stream.primed)
         answered_while_priming = emitter.done
         if not answered_while_priming:
-            async with asyncio.timeout_at(stream.deadline):
+            async with _time_limit_at(stream.deadline):
                 async for batch in stream.batches:
                     out: list[ResponsesEvent] = []
                     for event in batch:

@@ -189,8 +189,9 @@ def create_app(
         full_collections: asyncio.Task[None] | None = None
         if tune_gc:
             collector.settle()  # full collections on a clock, not mid-burst (see collector.py)
+            tally = observability.metrics.tally
             full_collections = asyncio.get_running_loop().create_task(
-                collector.collect_on_a_clock()
+                collector.collect_on_a_clock(idle=lambda: tally.in_flight == 0)
             )
         try:
             yield

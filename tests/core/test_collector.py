@@ -55,9 +55,41 @@ async def test_the_clock_collects_cycles_young_collections_left(restored_gc: Non
     gc.disable()  # only the clock collects
     cycle = a_cycle()
     assert cycle() is not None  # a cycle: reference counting cannot free it
-    clock = asyncio.create_task(collector.collect_on_a_clock(0.01))
+    clock = asyncio.create_task(collector.collect_on_a_clock(interval=0.01))
     try:
         await asyncio.sleep(0.1)
+        assert cycle() is None
+    finally:
+        clock.cancel()
+
+
+async def test_a_due_collection_waits_for_an_idle_moment(restored_gc: None) -> None:
+    gc.disable()
+    busy = True
+    cycle = a_cycle()
+    clock = asyncio.create_task(
+        collector.collect_on_a_clock(idle=lambda: not busy, interval=0.01, longest=60)
+    )
+    try:
+        await asyncio.sleep(0.1)
+        assert cycle() is not None  # due, but requests are in flight
+        busy = False
+        await asyncio.sleep(0.1)
+        assert cycle() is None
+    finally:
+        clock.cancel()
+
+
+async def test_a_worker_that_is_never_idle_still_collects_at_the_longest(
+    restored_gc: None,
+) -> None:
+    gc.disable()
+    cycle = a_cycle()
+    clock = asyncio.create_task(
+        collector.collect_on_a_clock(idle=lambda: False, interval=0.01, longest=0.05)
+    )
+    try:
+        await asyncio.sleep(0.2)
         assert cycle() is None
     finally:
         clock.cancel()

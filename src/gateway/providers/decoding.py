@@ -28,10 +28,22 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[Frame]:
         """The events completed by ``chunk``, in order."""
-        lines = (self._buffer + chunk).split(b"\n")
-        self._buffer = lines.pop()
+        pending = self._buffer + chunk
         frames: list[Frame] = []
-        self._read(lines, frames)
+        if self._data or self._event is not None or self._bare is not None or b"\r" in pending:
+            lines = pending.split(b"\n")  # mid-event, or CRLF lines: line by line
+            self._buffer = lines.pop()
+            self._read(lines, frames)
+            return frames
+        # At an event boundary with LF lines (every LLM API): whole events at a time, and an
+        # event of one ``data: `` line (nearly all of them) without going line by line.
+        blocks = pending.split(b"\n\n")
+        self._buffer = blocks.pop()  # an incomplete event, read again with the next chunk
+        for block in blocks:
+            if self._bare is None and block.startswith(b"data: ") and b"\n" not in block:
+                frames.append((None, block[6:].decode("utf-8", "replace")))
+            else:
+                self._read([*block.split(b"\n"), b""], frames)
         return frames
 
     def _read(self, lines: list[bytes], frames: list[Frame]) -> None:
@@ -89,8 +101,8 @@ class SSEDecoder:
         """Flush a final event that had no trailing blank line."""
         frames: list[Frame] = []
         if self._buffer:
-            line, self._buffer = self._buffer.rstrip(b"\r"), b""
-            self._read([line], frames)
+            lines, self._buffer = self._buffer.split(b"\n"), b""
+            self._read(lines, frames)
         if self._bare is not None:  # a bare body cut short: pass it on, the reader reports it
             text, self._bare = b"\n".join(self._bare), None
             frames.append((None, text.decode("utf-8", "replace")))

@@ -216,7 +216,8 @@ def _request_for(flow: Flow, target: Target) -> CanonicalRequest:
 
 
 def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | None, float | None]:
-    """Per-request transport timeouts (alias over provider), plus total and first-token limits."""
+    """Per-request transport timeouts (alias over provider), the total limit, and the limit
+    until the first answer: the sooner of total and first-token (None: no limit)."""
     base = adapter.timeouts
     alias = flow.route.timeouts
     timeouts = Timeouts(
@@ -225,7 +226,11 @@ def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | N
         write=alias.get("write", base.write),
         pool=alias.get("pool", base.pool),
     )
-    return timeouts, alias.get("total", base.total), alias.get("first_token", base.first_token)
+    total = alias.get("total", base.total) or None
+    first_token = alias.get("first_token", base.first_token) or None
+    if first_token is None or (total is not None and total < first_token):
+        return timeouts, total, total
+    return timeouts, total, first_token
 
 
 _NO_LIMIT: Final = contextlib.nullcontext()
@@ -275,8 +280,7 @@ def _failure_from_event(adapter: ProviderAdapter, event: CanonicalEvent) -> Upst
 
 async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) -> ResponseEmitter:
     req = _request_for(flow, target)
-    timeouts, total, first_token = _timeouts(flow, adapter)
-    limit = min(filter(None, (total, first_token)), default=None)
+    timeouts, _, limit = _timeouts(flow, adapter)
     client = flow.state.transports.client_for(adapter)
     upstream_started = time.perf_counter()
     try:
@@ -322,11 +326,10 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     Nothing has been sent to the client yet, so a failure here can still be retried.
     """
     req = _request_for(flow, target)
-    timeouts, total, first_token = _timeouts(flow, adapter)
+    timeouts, total, limit = _timeouts(flow, adapter)
     client = flow.state.transports.client_for(adapter)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + total if total else None
-    limit = min(filter(None, (total, first_token)), default=None)
     emitter = ResponseEmitter(
         model=flow.parsed.model,
         body=flow.parsed.body,

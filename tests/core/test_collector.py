@@ -125,7 +125,7 @@ def test_the_disconnect_watcher_ends_without_leaving_garbage(restored_gc: None) 
                 await event.wait()  # uvicorn wakes a pending receive when the response is done
                 return {"type": "http.disconnect"}
 
-            async with CancelOnDisconnect(receive):
+            async with CancelOnDisconnect(receive, watch_after=0):  # watched from the start
                 await asyncio.sleep(0)
             response_complete.set()
         await asyncio.sleep(0.01)  # the watchers see the end and return

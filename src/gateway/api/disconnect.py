@@ -6,6 +6,10 @@ watches for that message and cancels the request's task, so an upstream call, a 
 back-off or a stream relay ends at once instead of running on for nobody. One small watcher
 task per request: no task group, no task for the work itself.
 
+Most answers are over within milliseconds, so the watcher starts only once the block has run
+``WATCH_AFTER_SECONDS``: a quick answer costs a timer, not a task. A client that leaves
+sooner is noticed that much later, which for an LLM call (seconds) is nothing.
+
 The watcher is not cancelled when the block ends: uvicorn wakes a pending ``receive()`` with
 ``http.disconnect`` once the response is complete (or the connection is gone), and the
 watcher then sees the work is over and returns. Cancelling it instead would leave a
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Final
 
 from starlette.types import Receive
 
@@ -25,21 +30,36 @@ class ClientDisconnected(Exception):
     """The client went away before the work was done; nothing more is sent."""
 
 
+#: Seconds a block runs before its client is watched.
+WATCH_AFTER_SECONDS: Final = 0.05
+
+
 class CancelOnDisconnect:
     """``async with CancelOnDisconnect(receive):`` — the block is cancelled if the client
     disconnects, and ``ClientDisconnected`` is raised in place of the cancellation."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, watch_after: float = WATCH_AFTER_SECONDS) -> None:
         self._receive = receive
+        self._watch_after = watch_after
         self._task: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # until the watcher starts
         self._watcher: asyncio.Task[None] | None = None  # held while the block runs
         self._over = False  # the block has ended: a later disconnect is nobody's business
         self.disconnected = False
 
     async def __aenter__(self) -> CancelOnDisconnect:
         self._task = asyncio.current_task()
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        if self._watch_after > 0:
+            self._timer = loop.call_later(self._watch_after, self._start_watching)
+        else:
+            self._start_watching()
         return self
+
+    def _start_watching(self) -> None:
+        self._timer = None
+        if not self._over:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
@@ -56,6 +76,9 @@ class CancelOnDisconnect:
         traceback: TracebackType | None,
     ) -> None:
         self._over = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._watcher = None
         if not self.disconnected:
             self._task = None

@@ -242,11 +242,28 @@ async def test_header_names_and_values_with_cr_or_lf_are_refused_before_sending(
     pool: ConnectionPool, headers: dict[str, str]
 ) -> None:
     async with serve(answering(reply())) as server:
-        with pytest.raises(TransportError):
-            await get(pool, server.url + "/", headers=headers)
+        for _ in range(2):  # a refused head is not remembered as checked
+            with pytest.raises(TransportError):
+                await get(pool, server.url + "/", headers=headers)
 
     assert server.accepted == 0
     assert pool.in_flight == 0
+
+
+async def test_a_repeated_head_is_sent_with_each_request_own_length_and_values(
+    pool: ConnectionPool,
+) -> None:
+    async with serve(answering(reply())) as server:
+        for key, body in [("k1", b"a"), ("k1", b"bcd"), ("k1", None), ("k2", b"e"), ("k1", b"")]:
+            headers = {"authorization": key}
+            await (await call(pool, "POST", server.url + "/p", headers=headers, body=body)).read()
+
+    host = server.url[7:]
+    assert server.requests == [
+        f"POST /p HTTP/1.1\r\nauthorization: {key}\r\nhost: {host}\r\n"
+        f"content-length: {len(body)}\r\n\r\n{body}".encode()
+        for key, body in [("k1", "a"), ("k1", "bcd"), ("k1", ""), ("k2", "e"), ("k1", "")]
+    ]
 
 
 @pytest.mark.parametrize("path", ["/a b", "/a\tb", "/a HTTP/1.1\r\nx: y"])
@@ -871,6 +888,34 @@ async def test_read_timeout_mid_body_closes_the_connection(pool: ConnectionPool)
             [piece async for piece in response.iter_raw()]
 
     assert server.accepted == 2
+
+
+async def test_each_wait_on_a_reused_connection_has_its_own_read_timeout(
+    pool: ConnectionPool,
+) -> None:
+    """A connection's timer left by an earlier wait neither cuts a later one short nor
+    stretches it."""
+
+    async def script(peer: Peer) -> None:
+        count = 0
+        while await peer.request() is not None:
+            count += 1
+            if count == 2:
+                await asyncio.sleep(0.15)  # past the first wait's deadline, within its own
+            if count < 3:
+                peer.send(reply())
+
+    async with serve(script) as server:
+        await (await get(pool, server.url + "/", timeouts=Timeouts(read=0.2))).read()
+        await asyncio.sleep(0.1)
+        response = await get(pool, server.url + "/", timeouts=Timeouts(read=1))
+        assert await response.read() == b"ok"
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ReadTimeout):
+            await get(pool, server.url + "/", timeouts=Timeouts(read=0.05))
+        assert 0.04 <= asyncio.get_running_loop().time() - started < 0.15
+
+    assert server.accepted == 1
 
 
 async def test_connect_timeout(pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch) -> None:

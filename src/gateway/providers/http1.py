@@ -329,6 +329,10 @@ class _Connection(asyncio.Protocol):
         self.exchanges = 0
         self.expires_at = 0.0
         self.waiter: asyncio.Future[None] | None = None
+        self.deadline: float | None = None  # loop time at which the current wait times out
+        self.deadline_error: type[Timeout] = ReadTimeout
+        self.timer: asyncio.TimerHandle | None = None  # due at timer_at, at or before deadline
+        self.timer_at = 0.0
         self.writing_paused = False
         self.reading_paused = False
         self.chunks: list[bytes] = []
@@ -386,6 +390,25 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def arm(self, when: float) -> None:
+        """(Re)schedule the connection's timer for ``when``."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._on_timer)
+        self.timer_at = when
+
+    def _on_timer(self) -> None:
+        """Time out the current wait if its deadline has come, else wait on for it."""
+        self.timer = None
+        deadline = self.deadline
+        waiter = self.waiter
+        if deadline is None or waiter is None or waiter.done():
+            return  # the wait that armed the timer is over, and the current one has no limit
+        if deadline - self.loop.time() > _TIMER_SLACK:
+            self.arm(deadline)
+        else:
+            _expire(waiter, self.deadline_error)
+
     def _wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -419,6 +442,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._settle_lost(exc)
+        waiter = self.waiter
+        if self.timer is not None and (waiter is None or waiter.done()):
+            self.timer.cancel()  # don't keep the closed connection alive until it fires
+            self.timer = None
+
+    def _settle_lost(self, exc: Exception | None) -> None:
+        """End the current exchange, or forget the idle connection, as the stream has ended."""
         if self.idle:
             self.pool._forget_idle(self)
         elif not self.active or self.phase is _DONE:
@@ -513,22 +544,30 @@ def _expire(waiter: asyncio.Future[None], error: type[Timeout]) -> None:
         waiter.set_exception(error(_TIMEOUT_MESSAGES[error]))
 
 
+_TIMER_SLACK: Final = 0.001  # uvloop's timers tick in milliseconds, so they may fire that early
+
+
 async def _wait(conn: _Connection, timeout: float | None, error: type[Timeout]) -> float:
     """Sleep until the connection has news or ``timeout`` passes; returns the seconds slept.
 
-    A future and a timer handle, no task: ``asyncio.wait_for`` would cost several times more.
+    A future and no task: ``asyncio.wait_for`` would cost several times more. The deadline is
+    kept on the connection, whose one timer outlives the wait and is moved on when it fires
+    early: most waits end long before their limit, so most need no timer of their own.
     """
     loop = conn.loop
     waiter: asyncio.Future[None] = loop.create_future()
     conn.waiter = waiter
-    timer = None if timeout is None else loop.call_later(timeout, _expire, waiter, error)
+    if timeout is not None:
+        deadline = conn.deadline = loop.time() + timeout
+        conn.deadline_error = error
+        if conn.timer is None or conn.timer_at > deadline:
+            conn.arm(deadline)
     started = perf_counter()
     try:
         await waiter
     finally:
         conn.waiter = None
-        if timer is not None:
-            timer.cancel()
+        conn.deadline = None
     return perf_counter() - started
 
 
@@ -553,7 +592,11 @@ _NEEDS_LENGTH: Final = frozenset({"POST", "PUT", "PATCH"})
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_TARGET: Final = re.compile(r"[\x00-\x20\x7f]")
 _FRAMING: Final = frozenset({"content-length", "transfer-encoding"})
-_MAX_CACHED: Final = 1024  # URLs, origin prefixes and header names remembered
+_MAX_CACHED: Final = 1024  # heads, URLs, origin prefixes and header names remembered
+
+_HeadKey = tuple[str, str, tuple[tuple[str, str], ...]]
+# A head's origin, its request and header lines, and the whole head for a request with no body.
+_Encoded = tuple[_Origin, bytes, bytes]
 
 
 class ConnectionPool:
@@ -573,6 +616,7 @@ class ConnectionPool:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
+        self._heads: dict[_HeadKey, _Encoded] = {}  # (method, URL, header items) -> encoded
         self._urls: dict[str, tuple[_Origin, str]] = {}  # URL -> (origin, request target)
         self._prefixes: dict[str, _Origin] = {}  # "scheme://netloc" as written -> origin
         self._origins: dict[tuple[bool, str, int], _Origin] = {}
@@ -605,10 +649,17 @@ class ConnectionPool:
         """
         if self._closed:
             raise TransportError("pool closed")
-        origin, target = self._split(url)
-        head = self._encode_head(method, target, origin, headers, body)
-        if body is not None and len(body) <= _LARGE_BODY:
-            head, body = head + body, None
+        key = (method, url, tuple(headers.items()))
+        encoded = self._heads.get(key)
+        if encoded is None:
+            encoded = self._encode_new(key, headers)
+        origin, fields, bodyless = encoded
+        if body is None:
+            head = bodyless
+        elif len(body) <= _LARGE_BODY:
+            head, body = b"%bcontent-length: %d\r\n\r\n%b" % (fields, len(body), body), None
+        else:
+            head = b"%bcontent-length: %d\r\n\r\n" % (fields, len(body))
         self._in_flight += 1
         try:
             return await self._send(origin, head, body, method == "HEAD", timeouts)
@@ -720,14 +771,21 @@ class ConnectionPool:
         self._prefixes[prefix] = origin
         return origin
 
-    def _encode_head(
-        self,
-        method: str,
-        target: str,
-        origin: _Origin,
-        headers: Mapping[str, str],
-        body: bytes | None,
+    def _encode_new(self, key: _HeadKey, headers: Mapping[str, str]) -> _Encoded:
+        """Check and encode a request's head, remembered: the gateway repeats a few heads."""
+        method, url, _ = key
+        origin, target = self._split(url)
+        fields = self._encode_fields(method, target, origin, headers)
+        bodyless = fields + (b"content-length: 0\r\n\r\n" if method in _NEEDS_LENGTH else b"\r\n")
+        if len(self._heads) >= _MAX_CACHED:
+            self._heads.clear()
+        encoded = self._heads[key] = (origin, fields, bodyless)
+        return encoded
+
+    def _encode_fields(
+        self, method: str, target: str, origin: _Origin, headers: Mapping[str, str]
     ) -> bytes:
+        """The request line and header lines, without framing nor the blank line."""
         tokens = self._tokens
         if method not in tokens:
             self._check_token(method, "method")
@@ -743,11 +801,6 @@ class ConnectionPool:
             lines.append(f"{name}: {value}\r\n")
         if not has_host:
             lines.append(origin.host_line)
-        if body is not None:
-            lines.append(f"content-length: {len(body)}\r\n")
-        elif method in _NEEDS_LENGTH:
-            lines.append("content-length: 0\r\n")
-        lines.append("\r\n")
         text = "".join(lines)
         # Each line ends in one CRLF, so any other CR or LF came from a value: header injection.
         count = len(lines)

@@ -24,6 +24,7 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from time import perf_counter
 from typing import Final, cast
 from urllib.parse import quote, urlsplit
@@ -187,8 +188,15 @@ class Response:
             raise TransportError("the response is closed or its body was streamed")
         pieces: list[bytes] = []
         try:
-            while (piece := await self._next_piece(conn)) is not None:
-                pieces.append(piece)
+            while True:  # inline, not a coroutine per piece: most bodies are in at once
+                if conn.chunks:
+                    pieces.append(conn.take())
+                elif conn.phase is _DONE:
+                    break
+                elif conn.error is not None:
+                    raise conn.error
+                else:
+                    self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             decoder = _decoder_for(self.headers.raw)
             if decoder is not None:
@@ -211,27 +219,25 @@ class Response:
             return
         decoder = _decoder_for(self.headers.raw)
         try:
-            while (piece := await self._next_piece(conn)) is not None:
-                if decoder is not None:
-                    piece = decoder.decode(piece)
-                if piece:
-                    yield piece
+            while True:
+                if conn.chunks:
+                    piece = conn.take()
+                    if decoder is not None:
+                        piece = decoder.decode(piece)
+                    if piece:
+                        yield piece
+                elif conn.phase is _DONE:
+                    break
+                elif conn.error is not None:
+                    raise conn.error
+                else:
+                    self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
             if decoder is not None and (tail := decoder.flush()):
                 yield tail
         except BaseException:  # includes GeneratorExit: abandoned mid-body
             self._close(reuse=False)
             raise
         self._close(reuse=True)
-
-    async def _next_piece(self, conn: _Connection) -> bytes | None:
-        """The body's next raw piece as it arrived, or ``None`` at its end."""
-        while not conn.chunks:
-            if conn.phase is _DONE:
-                return None
-            if conn.error is not None:
-                raise conn.error
-            self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
-        return conn.take()
 
     async def aclose(self) -> None:
         """Release the connection: back to the pool if the whole response arrived, else closed."""
@@ -411,8 +417,10 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self.waiter = None  # the wait is over: later events need not look at it
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _fail(self, error: TransportError, cause: BaseException | None = None) -> None:
         if self.error is None:
@@ -431,14 +439,33 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self.received = True
+        chunks = self.chunks
+        before = len(chunks)
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            error: Exception | None = exc
+        else:
+            error = None
+        after = len(chunks)
+        if after != before:
+            # Body pieces are counted and announced once per read, not once per piece: an SSE
+            # burst is dozens of chunks, and the reader can't run before this returns anyway.
+            if after == before + 1:
+                self.buffered += len(chunks[before])
+            else:
+                self.buffered += sum(map(len, islice(chunks, before, None)))
+            transport = self.transport
+            if self.buffered > _HIGH_WATER and not self.reading_paused and transport is not None:
+                self.reading_paused = True
+                transport.pause_reading()
+            self._wake()
+        if error is not None:
             if self.phase is _DONE:  # garbage after a complete response
                 self.keep_alive = False
                 self.abort()
             else:
-                self._fail(ProtocolError(f"malformed response: {exc}"))
+                self._fail(ProtocolError(f"malformed response: {error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -514,15 +541,10 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self.phase is not _BODY:
+        if self.phase is _BODY:
+            self.chunks.append(body)  # counted, and the reader woken, by data_received
+        else:
             self.keep_alive = False  # body bytes where none were due
-            return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport is not None:
-            self.reading_paused = True
-            self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -688,7 +710,15 @@ class ConnectionPool:
     ) -> Response:
         retried = False
         while True:
-            conn, waited = await self._acquire(origin, timeouts, fresh=retried)
+            # The usual case, an idle connection and nobody queued, without a coroutine call.
+            if origin.idle and not retried and not self._waiters and not self._handoffs:
+                idle = self._take_idle(origin)
+                if idle is not None:
+                    conn, waited = idle, 0.0
+                else:
+                    conn, waited = await self._open_new(origin, timeouts)
+            else:
+                conn, waited = await self._acquire(origin, timeouts, fresh=retried)
             conn.start(head_only)
             conn.send(head, body)
             try:
@@ -831,6 +861,10 @@ class ConnectionPool:
             conn = self._take_idle(origin)
             if conn is not None:
                 return conn, 0.0
+        return await self._open_new(origin, timeouts)
+
+    async def _open_new(self, origin: _Origin, timeouts: Timeouts) -> tuple[_Connection, float]:
+        """Connect, taking a slot (an idle connection of another origin's if need be)."""
         if self._open >= self._max_connections:
             self._evict_idle()
         self._open += 1
@@ -922,7 +956,7 @@ class ConnectionPool:
         idle = origin.idle
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = idle[-1].loop.time()
         while idle:
             conn = idle.pop()
             conn.idle = False
@@ -953,14 +987,15 @@ class ConnectionPool:
             if conn.chunks:
                 conn.take()  # drop an unread body and resume reading
             conn.idle = True
-            conn.expires_at = asyncio.get_running_loop().time() + self._keepalive_expiry
+            conn.expires_at = conn.loop.time() + self._keepalive_expiry
             conn.origin.idle.append(conn)
             if self._sweeper is None:
-                self._sweeper = asyncio.get_running_loop().call_at(conn.expires_at, self._sweep)
+                self._sweeper = conn.loop.call_at(conn.expires_at, self._sweep)
         else:
             conn.abort()
             self._open -= 1
-        self._pass_turn()
+        if self._waiters:
+            self._pass_turn()
 
     def _close_idle(self, conn: _Connection) -> None:
         conn.origin.idle.remove(conn)

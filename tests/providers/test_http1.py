@@ -918,6 +918,25 @@ async def test_each_wait_on_a_reused_connection_has_its_own_read_timeout(
     assert server.accepted == 1
 
 
+async def test_a_wait_without_a_read_limit_outlasts_an_earlier_wait_limit(
+    pool: ConnectionPool,
+) -> None:
+    async def script(peer: Peer) -> None:
+        count = 0
+        while await peer.request() is not None:
+            count += 1
+            if count == 2:
+                await asyncio.sleep(0.2)
+            peer.send(reply())
+
+    async with serve(script) as server:
+        await (await get(pool, server.url + "/", timeouts=Timeouts(read=0.1))).read()
+        response = await get(pool, server.url + "/", timeouts=Timeouts())
+        assert await response.read() == b"ok"
+
+    assert server.accepted == 1
+
+
 async def test_connect_timeout(pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch) -> None:
     async def never_connects(*args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(10)

@@ -579,7 +579,9 @@ async def _wait(conn: _Connection, timeout: float | None, error: type[Timeout]) 
     loop = conn.loop
     waiter: asyncio.Future[None] = loop.create_future()
     conn.waiter = waiter
-    if timeout is not None:
+    if timeout is None:
+        conn.deadline = None  # a timer still due from an earlier wait must not end this one
+    else:
         deadline = conn.deadline = loop.time() + timeout
         conn.deadline_error = error
         if conn.timer is None or conn.timer_at > deadline:
@@ -589,7 +591,6 @@ async def _wait(conn: _Connection, timeout: float | None, error: type[Timeout]) 
         await waiter
     finally:
         conn.waiter = None
-        conn.deadline = None
     return perf_counter() - started
 
 
@@ -683,8 +684,39 @@ class ConnectionPool:
         else:
             head = b"%bcontent-length: %d\r\n\r\n" % (fields, len(body))
         self._in_flight += 1
-        try:
-            return await self._send(origin, head, body, method == "HEAD", timeouts)
+        try:  # all in this one coroutine: each nested coroutine call costs a frame
+            retried = False
+            while True:
+                # The usual case, an idle connection and nobody queued, needs no coroutine.
+                if origin.idle and not retried and not self._waiters and not self._handoffs:
+                    idle = self._take_idle(origin)
+                    if idle is not None:
+                        conn, waited = idle, 0.0
+                    else:
+                        conn, waited = await self._open_new(origin, timeouts)
+                else:
+                    conn, waited = await self._acquire(origin, timeouts, fresh=retried)
+                conn.start(method == "HEAD")
+                conn.send(head, body)
+                try:
+                    while conn.writing_paused and conn.phase is _HEAD and conn.error is None:
+                        waited += await _wait(conn, timeouts.write, WriteTimeout)
+                    while conn.phase is _HEAD:
+                        if conn.error is not None:
+                            raise conn.error
+                        waited += await _wait(conn, timeouts.read, ReadTimeout)
+                except ProtocolError:
+                    self._finish(conn, reuse=False, counted=False)
+                    # A reused connection that died before answering was most likely closed by
+                    # the server while idle (the keep-alive race): once more, on a new one.
+                    if conn.exchanges > 1 and not conn.received and not retried:
+                        retried = True
+                        continue
+                    raise
+                except BaseException:
+                    self._finish(conn, reuse=False, counted=False)
+                    raise
+                return Response(self, conn, waited, timeouts.read)
         except BaseException:
             self._in_flight -= 1
             raise
@@ -704,42 +736,6 @@ class ConnectionPool:
                 waiter.set_exception(TransportError("pool closed"))
 
     # Requests
-
-    async def _send(
-        self, origin: _Origin, head: bytes, body: bytes | None, head_only: bool, timeouts: Timeouts
-    ) -> Response:
-        retried = False
-        while True:
-            # The usual case, an idle connection and nobody queued, without a coroutine call.
-            if origin.idle and not retried and not self._waiters and not self._handoffs:
-                idle = self._take_idle(origin)
-                if idle is not None:
-                    conn, waited = idle, 0.0
-                else:
-                    conn, waited = await self._open_new(origin, timeouts)
-            else:
-                conn, waited = await self._acquire(origin, timeouts, fresh=retried)
-            conn.start(head_only)
-            conn.send(head, body)
-            try:
-                while conn.writing_paused and conn.phase is _HEAD and conn.error is None:
-                    waited += await _wait(conn, timeouts.write, WriteTimeout)
-                while conn.phase is _HEAD:
-                    if conn.error is not None:
-                        raise conn.error
-                    waited += await _wait(conn, timeouts.read, ReadTimeout)
-            except ProtocolError:
-                self._finish(conn, reuse=False, counted=False)
-                # A reused connection that died before answering was most likely closed by the
-                # server while idle (the keep-alive race): try once more, on a new connection.
-                if conn.exchanges > 1 and not conn.received and not retried:
-                    retried = True
-                    continue
-                raise
-            except BaseException:
-                self._finish(conn, reuse=False, counted=False)
-                raise
-            return Response(self, conn, waited, timeouts.read)
 
     def _split(self, url: str) -> tuple[_Origin, str]:
         """The URL's origin and request target, remembered: the gateway repeats a few URLs."""

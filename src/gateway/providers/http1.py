@@ -409,7 +409,7 @@ class _Connection(asyncio.Protocol):
         deadline = self.deadline
         waiter = self.waiter
         if deadline is None or waiter is None or waiter.done():
-            return  # the wait that armed the timer is over, and the current one has no limit
+            return  # no wait now, or one without a limit, or one already settled
         if deadline - self.loop.time() > _TIMER_SLACK:
             self.arm(deadline)
         else:

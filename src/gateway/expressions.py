@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from jinja2 import nodes
-from jinja2.filters import make_attrgetter
+from jinja2.filters import do_join, make_attrgetter
 from jinja2.nodes import EvalContext
 from jinja2.runtime import ChainableUndefined, Undefined, new_context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.tests import test_in, test_none
 from jinja2.utils import _PassArg
 
 Scope = Mapping[str, Any]
@@ -64,10 +65,13 @@ _MAPPING_METHODS: Final = frozenset({"get", "keys", "values", "items"})
 
 
 #: Names that are literals, never read from the scope.
-_CONSTANT_NAMES: Final = frozenset({"true", "True", "false", "False", "none", "None"})
+CONSTANT_NAMES: Final = frozenset({"true", "True", "false", "False", "none", "None"})
 
 
 _SELECTS: Final = frozenset({"select", "reject", "selectattr", "rejectattr"})
+
+#: No second key (a key may itself be ``None``: ``x[none]``).
+_NO_KEY: Final = object()
 
 
 def _identity(value: Any) -> Any:
@@ -162,8 +166,7 @@ class _Compiler:
         if isinstance(node, nodes.And | nodes.Or):
             return self._logic(node, self.condition, None)
         if isinstance(node, nodes.Not):
-            inner = self.condition(node.node)
-            return lambda scope: not inner(scope)
+            return self._not(node, self.condition)
         name = self._scope_name(node)
         if name is not None:
             return lambda scope: scope.get(name)
@@ -229,9 +232,9 @@ class _Compiler:
         name = node.attr
         return lambda scope: lookup(target(scope), name)
 
-    def _path(self, node: nodes.Node, missing: Any = MISSING) -> Closure | None:
-        """``name.key[0].key``: constant keys from a scope name, read in one loop. A key that
-        a mapping lacks reads as ``missing``."""
+    def _path_of(self, node: nodes.Node) -> tuple[str, tuple[Any, ...]] | None:
+        """``(name, keys)`` when ``node`` reads constant keys from a scope name (no keys for
+        the bare name), else ``None``."""
         keys: list[Any] = []
         while isinstance(node, nodes.Getattr | nodes.Getitem):
             if isinstance(node, nodes.Getattr):
@@ -244,17 +247,30 @@ class _Compiler:
                 raise Unsupported("internal key")
             keys.append(key)
             node = node.node
-        name = node.name if isinstance(node, nodes.Name) else None
-        if name is None or name in self.environment.globals or name in _CONSTANT_NAMES:
+        name = self._scope_name(node)
+        if name is None:
             return None
         keys.reverse()
+        return name, tuple(keys)
+
+    def _path(self, node: nodes.Node, missing: Any = MISSING) -> Closure | None:
+        """``name.key[0].key``: constant keys from a scope name, read in one loop. A key that
+        a mapping lacks reads as ``missing``."""
+        found = self._path_of(node)
+        if found is None or not found[1]:
+            return None
+        name, keys = found
         # Unrolled for the usual one or two keys: a loop costs more than the lookups.
         if len(keys) == 1:
             key = keys[0]
 
             def walk_one(scope: Scope) -> Any:
                 value = scope.get(name, missing)
-                return value.get(key, missing) if type(value) is dict else lookup(value, key)
+                if type(value) is dict:
+                    return value.get(key, missing)
+                if type(value) is list and type(key) is int and -len(value) <= key < len(value):
+                    return value[key]
+                return lookup(value, key)
 
             return walk_one
         if len(keys) == 2:
@@ -263,7 +279,17 @@ class _Compiler:
             def walk_two(scope: Scope) -> Any:
                 value = scope.get(name, missing)
                 value = value.get(first, missing) if type(value) is dict else lookup(value, first)
-                return value.get(second, missing) if type(value) is dict else lookup(value, second)
+                if type(value) is dict:
+                    return value.get(second, missing)
+                if value is missing:  # a read past a missing key: missing again, at once
+                    return missing
+                if (
+                    type(value) is list
+                    and type(second) is int
+                    and -len(value) <= second < len(value)
+                ):
+                    return value[second]
+                return lookup(value, second)
 
             return walk_two
 
@@ -343,30 +369,222 @@ class _Compiler:
         if not isinstance(node, nodes.Name):
             return None
         name = node.name
-        if name in self.environment.globals or name in _CONSTANT_NAMES:
+        if name in self.environment.globals or name in CONSTANT_NAMES:
             return None
         return name
 
     def _CondExpr(self, node: nodes.CondExpr) -> Closure:
-        test = self.condition(node.test)
-        then = self.build(node.expr1)
         if node.expr2 is None or isinstance(node.expr2, nodes.Const):
             # ``a if b else none``: the usual form, one call fewer.
             value = MISSING if node.expr2 is None else node.expr2.value
+            guarded = self._guarded_item(node.test, node.expr1, value)
+            if guarded is not None:
+                return guarded
+            test, then = self.condition(node.test), self.build(node.expr1)
             return lambda scope: then(scope) if test(scope) else value
+        test, then = self.condition(node.test), self.build(node.expr1)
+        if isinstance(node.expr2, nodes.List) and not node.expr2.items:
+            return lambda scope: then(scope) if test(scope) else []  # a fresh list, no call
         otherwise = self.build(node.expr2)
         return lambda scope: then(scope) if test(scope) else otherwise(scope)
+
+    def _guarded_item(self, test: nodes.Node, then: nodes.Node, otherwise: Any) -> Closure | None:
+        """``a.b.c if a.b else none``: one closure reading ``a.b`` once, then one key more
+        from the value when it is truthy (a truthy value is the same whether a missing key
+        reads as ``None`` or the undefined)."""
+        head, path = self._path_of(test), self._path_of(then)
+        if head is None or path is None or head[0] != path[0]:
+            return None
+        name, keys = head
+        if len(path[1]) != len(keys) + 1 or path[1][: len(keys)] != keys:
+            return None
+        key = path[1][-1]
+        read = self._path(test, missing=None) if len(keys) > 1 else None
+        first = keys[0] if keys else None
+        # Each variant reads the head inline where it can; ``key`` is read as ``lookup`` does.
+
+        def item(value: Any) -> Any:
+            if type(value) is dict:
+                return value.get(key, MISSING)
+            if type(value) is list and type(key) is int and -len(value) <= key < len(value):
+                return value[key]
+            return lookup(value, key)
+
+        if not keys:
+
+            def from_name(scope: Scope) -> Any:
+                value = scope.get(name)
+                if not value:
+                    return otherwise
+                if type(value) is dict:
+                    return value.get(key, MISSING)
+                return item(value)
+
+            return from_name
+        if len(keys) == 1:
+
+            def from_key(scope: Scope) -> Any:
+                value = scope.get(name)
+                value = value.get(first) if type(value) is dict else lookup(value, first)
+                if not value:
+                    return otherwise
+                if type(value) is dict:
+                    return value.get(key, MISSING)
+                if type(value) is list and type(key) is int and -len(value) <= key < len(value):
+                    return value[key]
+                return lookup(value, key)
+
+            return from_key
+
+        if read is None:
+            return None
+
+        def from_path(scope: Scope) -> Any:
+            value = read(scope)
+            if not value:
+                return otherwise
+            if type(value) is dict:
+                return value.get(key, MISSING)
+            return item(value)
+
+        return from_path
 
     def _logic(
         self, node: nodes.And | nodes.Or, operand: Callable[[nodes.Node], Closure], missing: Any
     ) -> Closure:
+        if isinstance(node, nodes.Or) and isinstance(node.right, nodes.Const):
+            return self._or_constant(node.left, node.right.value, operand)
+        if isinstance(node.left, type(node)):  # ``a and b and c``: one closure, a loop
+            return self._chain(node, operand)
+        if isinstance(node, nodes.Or):
+            either = self._either_path(node.left, node.right, missing)
+            if either is not None:
+                return either
         left, right = operand(node.left), operand(node.right)
         if isinstance(node, nodes.Or):
             return lambda scope: left(scope) or right(scope)
         name = self._scope_name(node.left)
         if name is not None:  # ``choice and choice.delta.content``: the name read inline
+            guarded = self._guarded_path(name, node.right, missing)
+            if guarded is not None:
+                return guarded
             return lambda scope: scope.get(name, missing) and right(scope)
         return lambda scope: left(scope) and right(scope)
+
+    def _chain(
+        self, node: nodes.And | nodes.Or, operand: Callable[[nodes.Node], Closure]
+    ) -> Closure:
+        """``a and b and c`` (parsed as ``(a and b) and c``) as one loop over the operands: the
+        first falsy one (for ``or``, truthy one), else the last, as the nested form gives."""
+        kind = type(node)
+        chain: list[nodes.Node] = [node.right]
+        left: nodes.Node = node.left
+        while isinstance(left, kind):
+            chain.append(left.right)
+            left = left.left
+        chain.append(left)
+        operands = tuple(operand(part) for part in reversed(chain))
+        if kind is nodes.Or:
+
+            def any_of(scope: Scope) -> Any:
+                for read in operands:
+                    value = read(scope)
+                    if value:
+                        return value
+                return value
+
+            return any_of
+
+        def all_of(scope: Scope) -> Any:
+            for read in operands:
+                value = read(scope)
+                if not value:
+                    return value
+            return value
+
+        return all_of
+
+    def _either_path(self, left: nodes.Node, right: nodes.Node, missing: Any) -> Closure | None:
+        """``delta.reasoning_content or delta.reasoning``: two paths of one or two keys read
+        in one closure (a missing key reads as ``missing``, as each path alone would)."""
+        paths = self._path_of(left), self._path_of(right)
+        if any(path is None or not 1 <= len(path[1]) <= 2 for path in paths):
+            return None
+        (name, keys), (other, other_keys) = paths  # type: ignore[misc]
+        key, more = keys[0], keys[1] if len(keys) == 2 else _NO_KEY
+        other_key, other_more = other_keys[0], other_keys[1] if len(other_keys) == 2 else _NO_KEY
+
+        def either(scope: Scope) -> Any:
+            value = scope.get(name, missing)
+            value = value.get(key, missing) if type(value) is dict else lookup(value, key)
+            if more is not _NO_KEY:
+                value = value.get(more, missing) if type(value) is dict else lookup(value, more)
+            if value:
+                return value
+            value = scope.get(other, missing)
+            value = (
+                value.get(other_key, missing) if type(value) is dict else lookup(value, other_key)
+            )
+            if other_more is not _NO_KEY:
+                value = (
+                    value.get(other_more, missing)
+                    if type(value) is dict
+                    else lookup(value, other_more)
+                )
+            return value
+
+        return either
+
+    def _or_constant(
+        self,
+        left: nodes.Node,
+        value: Any,
+        operand: Callable[[nodes.Node], Closure],
+    ) -> Closure:
+        """``usage.count or 0``: the constant inline, and a one-key path read inline too."""
+        path = self._path_of(left)
+        if path is None or len(path[1]) != 1:
+            read = operand(left)
+            return lambda scope: read(scope) or value
+        name, (key,) = path
+
+        # A falsy left gives way to the constant, so a missing key may read as None here
+        # whatever ``missing`` is (the undefined tests slower).
+        def either(scope: Scope) -> Any:
+            found = scope.get(name)
+            found = found.get(key) if type(found) is dict else lookup(found, key)
+            return found or value
+
+        return either
+
+    def _guarded_path(self, name: str, right: nodes.Node, missing: Any) -> Closure | None:
+        """``choice and choice.delta.content``: one closure that reads ``choice`` once and
+        walks on from it when it is truthy (one or two keys, unrolled; a missing key reads as
+        ``missing``, as the path alone would)."""
+        path = self._path_of(right)
+        if path is None or path[0] != name or not 1 <= len(path[1]) <= 2:
+            return None
+        keys = path[1]
+        if len(keys) == 1:
+            (key,) = keys
+
+            def guard_one(scope: Scope) -> Any:
+                value = scope.get(name, missing)
+                if not value:
+                    return value
+                return value.get(key, missing) if type(value) is dict else lookup(value, key)
+
+            return guard_one
+        first, second = keys
+
+        def guard_two(scope: Scope) -> Any:
+            value = scope.get(name, missing)
+            if not value:
+                return value
+            value = value.get(first, missing) if type(value) is dict else lookup(value, first)
+            return value.get(second, missing) if type(value) is dict else lookup(value, second)
+
+        return guard_two
 
     def _And(self, node: nodes.And) -> Closure:
         return self._logic(node, self.build, MISSING)
@@ -375,8 +593,28 @@ class _Compiler:
         return self._logic(node, self.build, MISSING)
 
     def _Not(self, node: nodes.Not) -> Closure:
-        inner = self.condition(node.node)
+        return self._not(node, self.condition)
+
+    def _not(self, node: nodes.Not, operand: Callable[[nodes.Node], Closure]) -> Closure:
+        subject = self._none_test(node.node)
+        if subject is not None:  # ``x is not none``: one comparison, no test call
+            return lambda scope: subject(scope) is not None
+        inner = operand(node.node)
         return lambda scope: not inner(scope)
+
+    def _none_test(self, node: nodes.Node) -> Closure | None:
+        """The subject of ``x is none`` when that is Jinja's own ``none`` test."""
+        if (
+            isinstance(node, nodes.Test)
+            and node.name == "none"
+            and self.environment.tests.get("none") is test_none
+            and not node.args
+            and not node.kwargs
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+        ):
+            return self.build(node.node)
+        return None
 
     def _Neg(self, node: nodes.Neg) -> Closure:
         inner = self.build(node.node)
@@ -387,6 +625,13 @@ class _Compiler:
         steps = [(_COMPARE[operand.op], self.build(operand.expr)) for operand in node.ops]
         if len(steps) == 1:  # ``a == b``: no chain
             function, right = steps[0]
+            operator_name, other = node.ops[0].op, node.ops[0].expr
+            if isinstance(other, nodes.Const) and operator_name in ("eq", "ne"):
+                # ``x == 'text'``: the constant and the operator inline
+                value = other.value
+                if operator_name == "eq":
+                    return lambda scope: bool(first(scope) == value)
+                return lambda scope: bool(first(scope) != value)
             return lambda scope: bool(function(first(scope), right(scope)))
 
         def compare(scope: Scope) -> Any:
@@ -409,7 +654,14 @@ class _Compiler:
 
     def _Concat(self, node: nodes.Concat) -> Closure:
         parts = [self.build(part) for part in node.nodes]
-        return lambda scope: "".join(str(part(scope)) for part in parts)
+        # ``'tool:' ~ x``: two or three parts added up, with no generator to run.
+        if len(parts) == 2:
+            first, second = parts
+            return lambda scope: str(first(scope)) + str(second(scope))
+        if len(parts) == 3:
+            first, second, third = parts
+            return lambda scope: str(first(scope)) + str(second(scope)) + str(third(scope))
+        return lambda scope: "".join([str(part(scope)) for part in parts])
 
     # ------------------------------------------------------------------ filters, tests, calls
 
@@ -469,6 +721,8 @@ class _Compiler:
         subject = self.build(node.node)
         if node.name == "map":
             closure = self._map(node, subject)
+        elif node.name == "join" and function is do_join:
+            closure = self._join_map(node, self._apply(function, subject, node))
         elif node.name in _SELECTS:
             closure = self._select(node, subject)
         else:
@@ -496,16 +750,125 @@ class _Compiler:
         )
         return lambda scope: _mapped(subject(scope), getter)
 
+    def _join_map(self, node: nodes.Filter, general: Closure) -> Closure | None:
+        """``parts | map(attribute='text') | join('\\n')`` over a list: the strings read and
+        joined in one loop (no generator, no getter call per item). An item that is not a
+        dict holding the key is read by Jinja's getter, and anything but a list goes the
+        general way."""
+        inner = node.node
+        if (
+            len(node.args) > 1
+            or node.kwargs
+            or node.dyn_args is not None
+            or node.dyn_kwargs is not None
+            or not all(isinstance(arg, nodes.Const) for arg in node.args)
+            or not isinstance(inner, nodes.Filter)
+            or inner.name != "map"
+            or inner.args
+            or inner.dyn_args is not None
+            or inner.dyn_kwargs is not None
+            or len(inner.kwargs) != 1
+            or inner.kwargs[0].key != "attribute"
+            or not isinstance(inner.kwargs[0].value, nodes.Const)
+            or inner.node is None
+        ):
+            return None
+        attribute = inner.kwargs[0].value.value
+        if not isinstance(attribute, str) or "." in attribute or attribute.isdigit():
+            return None
+        separator = str(node.args[0].value) if node.args else ""  # type: ignore[attr-defined]
+        getter = make_attrgetter(self.environment, attribute)
+        values_of = self.build(inner.node)
+
+        def joined(scope: Scope) -> Any:
+            values = values_of(scope)
+            if type(values) is not list:
+                return general(scope)
+            texts = []
+            for item in values:
+                if type(item) is dict and attribute in item:
+                    value = item[attribute]
+                else:
+                    value = getter(item)
+                texts.append(value if type(value) is str else str(value))
+            return separator.join(texts)
+
+        return joined
+
+    @staticmethod
+    def _select_attribute(
+        subject: Closure,
+        attribute: str,
+        test: Callable[..., bool],
+        argument: Closure,
+        getter: Callable[[Any], Any],
+        keep: bool,
+    ) -> Closure:
+        """``selectattr('role', 'equalto', 'assistant')`` and ``in``/``ne``: a dict item's
+        value read directly and tested inline, one call per item instead of four (Jinja's
+        getter and test, for any other item)."""
+
+        def select(scope: Scope) -> Any:
+            values, other = subject(scope), argument(scope)
+            if test is test_in:
+                return _selected(
+                    values,
+                    lambda item: (
+                        (
+                            (
+                                item[attribute]
+                                if type(item) is dict and attribute in item
+                                else getter(item)
+                            )
+                            in other
+                        )
+                        is keep
+                    ),
+                )
+            if test is operator.eq:
+                return _selected(
+                    values,
+                    lambda item: (
+                        bool(
+                            (
+                                item[attribute]
+                                if type(item) is dict and attribute in item
+                                else getter(item)
+                            )
+                            == other
+                        )
+                        is keep
+                    ),
+                )
+            return _selected(
+                values,
+                lambda item: (
+                    bool(
+                        (
+                            item[attribute]
+                            if type(item) is dict and attribute in item
+                            else getter(item)
+                        )
+                        != other
+                    )
+                    is keep
+                ),
+            )
+
+        return select
+
     def _select(self, node: nodes.Filter, subject: Closure) -> Closure | None:
         if node.kwargs or node.dyn_args or node.dyn_kwargs:
             return None
         args = list(node.args)
         getter: Callable[[Any], Any] = _identity
+        attribute_name: Any = None
         if node.name.endswith("attr"):
             attribute = args.pop(0) if args else None
             if not isinstance(attribute, nodes.Const):
                 return None
-            getter = make_attrgetter(self.environment, attribute.value)
+            attribute_name = attribute.value
+            getter = make_attrgetter(self.environment, attribute_name)
         keep = node.name.startswith("select")
         if not args:
             return lambda scope: _selected(subject(scope), lambda item: bool(getter(item)) is keep)
@@ -516,6 +879,13 @@ class _Compiler:
         if test is None:
             return None
         prefix, rest = self._prefix(test), [self.build(arg) for arg in args]
+        simple = (
+            isinstance(attribute_name, str)
+            and "." not in attribute_name
+            and not attribute_name.isdigit()
+        )
+        if simple and len(rest) == 1 and test in (test_in, operator.eq, operator.ne):
+            return self._select_attribute(subject, attribute_name, test, rest[0], getter, keep)
 
         def select(scope: Scope) -> Any:
             values = subject(scope)
@@ -525,6 +895,9 @@ class _Compiler:
         return select
 
     def _Test(self, node: nodes.Test) -> Closure:
+        subject = self._none_test(node)
+        if subject is not None:  # ``x is none``: one comparison, no test call
+            return lambda scope: subject(scope) is None
         function: Any = self.environment.tests.get(node.name)
         if function is None:
             raise Unsupported(f"test {node.name}")

@@ -137,3 +137,107 @@ def test_compiled_condition_tests_as_jinja_does(source: str) -> None:
     compiled = compile_condition(node, ENV)
     assert compiled is not None, f"{source} fell back to Jinja"
     assert bool(compiled(SCOPE)) is bool(jinja(source))
+
+
+# Shapes with their own closures (a guarded path read once, a fresh empty list), checked
+# against Jinja for a value that is present, falsy, None, of another type, or undefined.
+GUARDED = [
+    "x.a.b if x.a else none",
+    "x.a if x else none",
+    "x[0] if x else none",
+    "x[0] if x else 'd'",
+    "x.a[0] if x.a else 0",
+    "x.a.b.c if x.a.b else none",
+    "x.a.b if x.b else none",
+    "x.a if x else []",
+    "x and x.a",
+    "x and x.a.b",
+    "x and x.a.b.c",
+    "x and x[0]",
+    "x and y.a",
+    "x.a or 0",
+    "x or 'd'",
+    "x.a.b or 1",
+    "(x.b or 0) + 1",
+    "x.a.b",
+    "x.a[0]",
+    "not x.a.b",
+    # ``is none``, a comparison with a constant, and/or chains: their own closures too.
+    "x is none",
+    "x is not none",
+    "x.a is not none and x.b is none",
+    "x.b == 2",
+    "x.b != 0",
+    "x and x.a and x.b",
+    "x.b or x.a or 'c'",
+    "x or y.a or 0",
+    "x and (x.a or x.b) and 1",
+    "not x.b or x.a and x.b and not x",
+    "x | map(attribute='a') | join(', ')",
+    "x | map(attribute='a') | join",
+    "x | selectattr('a', 'equalto', 2) | list",
+    "x | rejectattr('a', 'equalto', 2) | list",
+    "x | selectattr('a', 'ne', none) | list",
+    "x | selectattr('a', 'in', [2, 's', none]) | list",
+    "x | rejectattr('a', 'in', [2]) | list | length",
+    "x.a ~ x.b",
+    "x.a or x.b",
+    "x.a.b or y.a",
+    "x.b or x.a.b",
+    "x and (x.a.b or x.b)",
+    "x.a ~ '-' ~ x.b",
+    "x.a ~ x.b ~ '-' ~ 1",
+]
+VALUES: list[Any] = [
+    {"a": {"b": {"c": 1}, "0": 3}, "b": 2},
+    {"a": {"b": 0}, "b": 0},
+    {"a": [5], "b": 1},
+    {"a": [], "b": None},
+    {"a": None},
+    {},
+    [{"a": 2}],
+    [{"a": "s"}, {"a": None}, {"b": 1}, {"a": [1]}],
+    [7, 8],
+    [],
+    0,
+    None,
+    ENV.undefined(name="x"),
+]
+
+
+@pytest.mark.parametrize("source", GUARDED)
+@pytest.mark.parametrize("value", [*VALUES, "absent"])
+def test_guarded_shapes_match_jinja(source: str, value: Any) -> None:
+    scope: dict[str, Any] = {"y": {"a": 4}} if value == "absent" else {"x": value, "y": {}}
+    expected = ENV.compile_expression(source, undefined_to_none=True)(**scope)
+    node = Parser(ENV, source, state="variable").parse_expression()
+    compiled, condition = compile_fast(node, ENV), compile_condition(node, ENV)
+    assert compiled is not None and condition is not None
+    got = compiled(scope)
+    assert got == expected and type(got) is type(expected)
+    assert bool(condition(scope)) is bool(expected)
+
+
+def _parts(source: str, scope: dict[str, Any]) -> Any:
+    """``source`` evaluated from its separately compiled operands (the general path)."""
+
+    def value(part: str) -> Any:
+        compiled = compile_fast(Parser(ENV, part, state="variable").parse_expression(), ENV)
+        assert compiled is not None
+        return compiled(scope)
+
+    if " if " in source:
+        then, rest = source.split(" if ")
+        test, otherwise = rest.split(" else ")
+        return value(then) if value(test) else value(otherwise)
+    left, right = source.split(" and ")
+    return value(left) and value(right)
+
+
+@pytest.mark.parametrize("source", [s for s in GUARDED[:13] if " if " in s or " and " in s])
+def test_guarded_shapes_read_strings_as_plain_paths_do(source: str) -> None:
+    # Lookups never index or read into a string (unlike Jinja's): the same with a guard.
+    scope = {"x": "text", "y": {}}
+    compiled = compile_fast(Parser(ENV, source, state="variable").parse_expression(), ENV)
+    assert compiled is not None
+    assert compiled(scope) == _parts(source, scope)

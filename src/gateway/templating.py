@@ -39,7 +39,7 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gateway.expressions import compile_closure, compile_condition
+from gateway.expressions import CONSTANT_NAMES, compile_closure, compile_condition, lookup
 
 Scope = Mapping[str, Any]
 Renderer = Callable[[Scope], Any]
@@ -166,14 +166,26 @@ def group_turns(items: Iterable[Mapping[str, Any]], key: str = "role") -> list[d
     return groups
 
 
+# by_type and without_type loop rather than use a comprehension: a turn has a part or two, and
+# a comprehension's own frame costs more than that.
+
+
 def by_type(parts: Iterable[Mapping[str, Any]], *types: str) -> list[Mapping[str, Any]]:
     """Parts whose ``type`` is one of ``types``, in order."""
-    return [part for part in parts if part.get("type") in types]
+    kept = []
+    for part in parts:
+        if part.get("type") in types:
+            kept.append(part)
+    return kept
 
 
 def without_type(parts: Iterable[Mapping[str, Any]], *types: str) -> list[Mapping[str, Any]]:
     """Parts whose ``type`` is none of ``types``, in order."""
-    return [part for part in parts if part.get("type") not in types]
+    kept = []
+    for part in parts:
+        if part.get("type") not in types:
+            kept.append(part)
+    return kept
 
 
 def first(value: Any, default: Any = None) -> Any:
@@ -465,7 +477,24 @@ def _substitutions(ast: nodes.Template) -> Callable[[Scope], str] | None:
 
 def compile_string(source: str, where: tuple[str | int, ...] = ()) -> Renderer:
     """A string leaf: a constant, one native expression, or text with substitutions."""
-    return _wrap(_string_node(source, where))
+    node = _string_node(source, where)
+    path = _short_path(source, leaf=True)
+    return _wrap(node) if path is None else _short_reader(*path)
+
+
+def _short_reader(name: str, first: str | None, second: str | None) -> Renderer:
+    """A leaf that is a short path (a stream's discriminator, ``event.type``), read in one
+    call rather than a wrapper around a walk."""
+
+    def read(scope: Scope) -> Any:
+        value = scope.get(name)
+        if first is not None:
+            value = value.get(first) if type(value) is dict else lookup(value, first)
+            if second is not None:
+                value = value.get(second) if type(value) is dict else lookup(value, second)
+        return None if isinstance(value, Undefined) else value
+
+    return read
 
 
 def _string_node(source: str, where: tuple[str | int, ...]) -> Node:
@@ -483,7 +512,9 @@ def _constant(value: Any) -> Renderer:
 
 def compile_tree(tree: Any, where: tuple[str | int, ...] = ()) -> Renderer:
     """Compile a YAML tree into one render function."""
-    return _wrap(_node(tree, where))
+    node = _node(tree, where)
+    path = _short_path(tree, leaf=True)
+    return _wrap(node) if path is None else _short_reader(*path)
 
 
 def _node(tree: Any, where: tuple[str | int, ...]) -> Node:
@@ -525,30 +556,57 @@ def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> R
     if not any(_has_template(value) for value in tree.values()):
         frozen = dict(tree)
         return lambda scope: dict(frozen)
-    # A field with a constant scalar (``type: text``) keeps its value; the others render.
-    fields: list[tuple[str, Part | None, Any]] = []
+    # A field with a constant scalar (``type: text``) keeps its value; a field that is a short
+    # path (``{{ req.top_p }}``), or is guarded by one (``{$if: req.tools, then: ...}``), reads
+    # the path inline, without a call; the others render.
+    rows: list[tuple[Any, ...]] = []
     for key, value in tree.items():
         constant = value is None or isinstance(value, bool | int | float | str)
         if constant and not _has_template(value):
-            fields.append((str(key), None, value))
+            rows.append((str(key), None, None, None, None, value, None, None, None))
+            continue
+        part = _part(value, (*where, key))  # compiled, and so checked, in every case
+        if part[0] is None and (path := _short_path(value, leaf=True)) is not None:
+            rows.append((str(key), None, None, None, None, None, *path))
+        elif part[0] is not None and (path := _guard(value)) is not None:
+            rows.append((str(key), None, None, part[2], part[3], None, *path))
         else:
-            fields.append((str(key), _part(value, (*where, key)), None))
-    rows = tuple(
-        (key, *part, None) if part is not None else (key, None, None, None, None, value)
-        for key, part, value in fields
-    )
+            rows.append((str(key), *part, None, None, None, None))
+    frozen_rows = tuple(rows)
 
     def render(scope: Scope) -> Any:
         result: dict[str, Any] = {}
-        for key, condition, condition_label, field, label, value in rows:
-            if field is not None:
-                if condition is not None:
-                    try:
-                        test = condition(scope)
-                    except Exception as exc:
-                        _reraise(exc, condition_label)
-                    if not test:
+        for (
+            key,
+            condition,
+            condition_label,
+            field,
+            label,
+            value,
+            name,
+            first,
+            second,
+        ) in frozen_rows:
+            if name is not None:  # a short path: the field's value, or its guard
+                found = scope.get(name)
+                if first is not None:
+                    found = found.get(first) if type(found) is dict else lookup(found, first)
+                    if second is not None:
+                        found = found.get(second) if type(found) is dict else lookup(found, second)
+                if field is None:
+                    if isinstance(found, Undefined):
                         continue
+                    value = found
+                elif not found:
+                    continue
+            elif condition is not None:
+                try:
+                    test = condition(scope)
+                except Exception as exc:
+                    _reraise(exc, condition_label)
+                if not test:
+                    continue
+            if field is not None:
                 try:
                     value = field(scope)
                 except Exception as exc:
@@ -584,6 +642,30 @@ def _compile_list(tree: list[Any], where: tuple[str | int, ...]) -> Renderer:
         return result
 
     return render
+
+
+_SHORT_PATH: Final = re.compile(r"^\s*([A-Za-z]\w*)(?:\.([A-Za-z]\w*))?(?:\.([A-Za-z]\w*))?\s*$")
+
+
+def _short_path(source: Any, *, leaf: bool = False) -> tuple[str, str | None, str | None] | None:
+    """``(name, key, key)`` for an expression that reads a scope name and at most two keys
+    (``{{ req.top_p }}``; a ``leaf`` needs the braces, an ``$if`` takes it bare), which a
+    mapping reads inline. A missing key reads as ``None``: it drops the field, or fails the
+    guard, as the undefined does."""
+    if not isinstance(source, str):
+        return None
+    single = _SINGLE_EXPRESSION.match(source)
+    if single is not None:
+        source = single.group("expr")
+    elif leaf:
+        return None
+    match = _SHORT_PATH.match(source)
+    if match is None:
+        return None
+    name, first, second = match.groups()
+    if name in ENV.globals or name in CONSTANT_NAMES or (first is None and second is not None):
+        return None
+    return name, first, second
 
 
 def _has_template(value: Any) -> bool:
@@ -651,7 +733,8 @@ def _compile_form(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
                 tuple(_node(part, (*here, index)) for index, part in enumerate(parts_source))
             )
         return _concat(
-            tuple(_part(part, (*here, index)) for index, part in enumerate(parts_source))
+            tuple(_part(part, (*here, index)) for index, part in enumerate(parts_source)),
+            tuple(_guard(part) for part in parts_source),
         )
     return _compile_let(tree, here, where)
 
@@ -660,8 +743,23 @@ def _compile_if(
     tree: Mapping[str, Any], here: tuple[str | int, ...], where: tuple[str | int, ...]
 ) -> Renderer:
     condition, label = _expression_of(tree["$if"], here, condition=True)
-    then = compile_tree(tree.get("then", OMIT), (*where, "then"))
-    otherwise = compile_tree(tree["else"], (*where, "else")) if "else" in tree else None
+    then = _node(tree.get("then", OMIT), (*where, "then"))
+    otherwise = _node(tree["else"], (*where, "else")) if "else" in tree else None
+    if then[1] is None and (otherwise is None or otherwise[1] is None):
+        # No leaf branch: each branch is called as it is, with nothing to convert.
+        then_branch = then[0]
+        else_branch = otherwise[0] if otherwise is not None else None
+
+        def render_nodes(scope: Scope) -> Any:
+            try:
+                test = condition(scope)
+            except Exception as exc:
+                _reraise(exc, label)
+            if test:
+                return then_branch(scope)
+            return OMIT if else_branch is None else else_branch(scope)
+
+        return render_nodes
 
     def render(scope: Scope) -> Any:
         try:
@@ -669,8 +767,16 @@ def _compile_if(
         except Exception as exc:
             _reraise(exc, label)
         if test:
-            return then(scope)
-        return OMIT if otherwise is None else otherwise(scope)
+            branch, branch_label = then
+        elif otherwise is None:
+            return OMIT
+        else:
+            branch, branch_label = otherwise
+        try:
+            value = branch(scope)
+        except Exception as exc:
+            _reraise(exc, branch_label)
+        return None if branch_label is not None and isinstance(value, Undefined) else value
 
     return render
 
@@ -684,25 +790,50 @@ def _compile_let(
     bindings = tuple(
         (str(name), *_node(value, (*here, name))) for name, value in bindings_source.items()
     )
-    body = compile_tree(tree.get("in", OMIT), (*where, "in"))
+    body, label = _node(tree.get("in", OMIT), (*where, "in"))
 
     def render(scope: Scope) -> Any:
         inner = dict(scope)
-        for name, binding, label in bindings:
+        for name, binding, binding_label in bindings:
             try:
                 value = binding(inner)
             except Exception as exc:
-                _reraise(exc, label)
+                _reraise(exc, binding_label)
             inner[name] = None if isinstance(value, Undefined) else value
-        return body(inner)
+        if label is None:  # a tree, not a leaf: its value is never undefined
+            return body(inner)
+        try:
+            value = body(inner)
+        except Exception as exc:
+            _reraise(exc, label)
+        return None if isinstance(value, Undefined) else value
 
     return render
+
+
+def compile_bindings(
+    source: Mapping[str, Any], where: tuple[str | int, ...] = ()
+) -> Callable[[dict[str, Any]], None]:
+    """``$let``'s bindings on their own: a function that adds each name in turn to the scope
+    it is given, a later one seeing the earlier ones (``request.let``: one call per request,
+    not a wrapped renderer per name)."""
+    bindings = tuple((str(name), *_node(value, (*where, name))) for name, value in source.items())
+
+    def bind(scope: dict[str, Any]) -> None:
+        for name, binding, label in bindings:
+            try:
+                value = binding(scope)
+            except Exception as exc:
+                _reraise(exc, label)
+            scope[name] = None if isinstance(value, Undefined) else value
+
+    return bind
 
 
 def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
     iterable, iterable_label = _expression_of(tree["$each"], where)
     name = str(tree.get("as", "item"))
-    body = compile_tree(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
+    body, body_label = _node(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
     condition, label = (
         _expression_of(tree["if"], (*where[:-1], "if"), condition=True)
         if "if" in tree
@@ -729,7 +860,15 @@ def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Rend
                     _reraise(exc, label)
                 if not keep:
                     continue
-            rendered = body(inner)
+            if body_label is None:
+                rendered = body(inner)
+            else:
+                try:
+                    rendered = body(inner)
+                except Exception as exc:
+                    _reraise(exc, body_label)
+                if isinstance(rendered, Undefined):
+                    continue
             if rendered is None or rendered is OMIT:
                 continue
             if flatten and isinstance(rendered, list):
@@ -748,10 +887,9 @@ def _compile_switch(
     cases_source = tree.get("cases", {})
     if not isinstance(cases_source, Mapping):
         raise TemplateError("$switch cases must be a mapping", (*where, "cases"))
-    cases = {
-        str(key): compile_tree(value, (*where, "cases", key)) for key, value in cases_source.items()
-    }
-    default = compile_tree(tree.get("default", OMIT), (*where, "default"))
+    cases = {str(key): _node(value, (*where, "cases", key)) for key, value in cases_source.items()}
+    default = _node(tree.get("default", OMIT), (*where, "default"))
+    leaves = any(case[1] is not None for case in (*cases.values(), default))
 
     def render(scope: Scope) -> Any:
         try:
@@ -760,23 +898,53 @@ def _compile_switch(
             _reraise(exc, label)
         key = (
             value
-            if isinstance(value, str)
+            if type(value) is str or isinstance(value, str)
             else "None"
             if isinstance(value, Undefined)
             else str(value).lower()
             if isinstance(value, bool)
             else str(value)
         )
-        return cases.get(key, default)(scope)
+        case, case_label = cases.get(key, default)
+        if not leaves:  # trees only: called as they are
+            return case(scope)
+        try:
+            value = case(scope)
+        except Exception as exc:
+            _reraise(exc, case_label)
+        return None if case_label is not None and isinstance(value, Undefined) else value
 
     return render
 
 
-def _concat(parts: tuple[Part, ...]) -> Renderer:
+def _guard(tree: Any) -> tuple[str, str | None, str | None] | None:
+    """The short path a conditional member (``$if`` without ``else``) is guarded by."""
+    if isinstance(tree, Mapping) and next(iter(tree), None) == "$if" and "else" not in tree:
+        return _short_path(tree["$if"])
+    return None
+
+
+def _concat(
+    parts: tuple[Part, ...], guards: tuple[tuple[str, str | None, str | None] | None, ...]
+) -> Renderer:
+    # A part guarded by a short path (``$if: event.usage``) reads it inline, as a mapping does.
+    rows = tuple(
+        (None, None, part[2], part[3], *guard) if guard is not None else (*part, None, None, None)
+        for part, guard in zip(parts, guards, strict=True)
+    )
+
     def render(scope: Scope) -> Any:
         result: list[Any] = []
-        for condition, condition_label, part, label in parts:
-            if condition is not None:
+        for condition, condition_label, part, label, name, first, second in rows:
+            if name is not None:
+                found = scope.get(name)
+                if first is not None:
+                    found = found.get(first) if type(found) is dict else lookup(found, first)
+                    if second is not None:
+                        found = found.get(second) if type(found) is dict else lookup(found, second)
+                if not found:
+                    continue
+            elif condition is not None:
                 try:
                     test = condition(scope)
                 except Exception as exc:

@@ -6,7 +6,16 @@ from typing import Any
 
 import pytest
 
-from gateway.templating import OMIT, RenderError, TemplateError, compile_tree, data_url
+from gateway.templating import (
+    ENV,
+    OMIT,
+    RenderError,
+    TemplateError,
+    compile_bindings,
+    compile_expression,
+    compile_tree,
+    data_url,
+)
 
 
 def render(tree: Any, **scope: Any) -> Any:
@@ -113,6 +122,25 @@ def test_missing_values_are_none_wherever_a_leaf_lands() -> None:
         render({"k": {"$if": "a.b", "then": 1}, "j": {"$if": "x", "then": "{{ a.b }}"}}, x=1) == {}
     )
     assert render({"$each": "a.b", "do": 1}) == []
+    # A form whose branch, body or case is a leaf returns none for an undefined, never the
+    # undefined itself, and a list leaves it out.
+    assert render({"$if": "x", "then": "{{ a.b }}"}, x=1) is None
+    assert render({"$if": "a", "then": 1, "else": "{{ a.b }}"}) is None
+    assert render({"$let": {"v": 1}, "in": "{{ a.b }}"}) is None
+    assert render({"$switch": "x", "cases": {"1": "{{ a.b }}"}}, x=1) is None
+    assert render({"$switch": "x", "cases": {}, "default": "{{ a.b }}"}, x=1) is None
+    assert render({"$each": "[1, 2]", "do": "{{ a.b }}"}) == []
+    assert render({"$each": "[1, 2]", "as": "i", "do": "{{ i if i > 1 else a.b }}"}) == [2]
+    assert render({"k": {"$if": "x", "then": {"$switch": "x", "cases": {}}}}, x=1) == {}
+
+
+def test_bindings_fill_the_scope_in_order() -> None:
+    bind = compile_bindings({"a": "{{ x + 1 }}", "b": "{{ a * 2 }}", "c": "{{ a.b }}"})
+    scope: dict[str, Any] = {"x": 1}
+    bind(scope)
+    assert scope == {"x": 1, "a": 2, "b": 4, "c": None}
+    with pytest.raises(RenderError, match=r"1 // x.*by zero"):
+        compile_bindings({"a": "{{ 1 // x }}"})({"x": 0})
 
 
 def test_a_failing_leaf_is_reported_with_its_source() -> None:
@@ -131,6 +159,13 @@ def test_a_failing_leaf_is_reported_with_its_source() -> None:
         {"$each": "[1]", "if": "1 // n", "do": 1},
         {"$switch": "1 // n", "cases": {}},
         {"$merge": [failing]},
+        # Forms hold their branches, bodies and cases unwrapped: they label a leaf's error.
+        {"$if": "true", "then": failing},
+        {"$if": "false", "then": 1, "else": failing},
+        {"$let": {"v": 1}, "in": failing},
+        {"$each": "[1]", "do": failing},
+        {"$switch": "'a'", "cases": {"a": failing}},
+        {"$switch": "'b'", "cases": {"a": 1}, "default": failing},
         "x{{ 1 // n }}",
     ]
     for tree in trees:
@@ -147,3 +182,30 @@ def test_an_error_outside_any_leaf_is_not_relabelled() -> None:
 def test_a_conditional_member_checks_its_keys() -> None:
     with pytest.raises(TemplateError, match="does not take"):
         compile_tree({"$concat": [{"$if": "a", "than": 1}]})
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ x }}", "{{ x.a }}", " {{x.a}} ", "{{ x.a.b }}", "{{ x.a.b.c }}", "{{ x['a'] }}"]
+)
+@pytest.mark.parametrize(
+    "x",
+    [{"a": {"b": {"c": 1}}}, {"a": {"b": 0}}, {"a": None}, {"a": [1]}, {}, [1], "s", 0, None],
+)
+def test_a_short_path_field_is_read_as_its_leaf_is(source: str, x: Any) -> None:
+    # A mapping reads ``{{ name.key.key }}`` inline: the same value, and the same dropped
+    # field for none or a missing key, as the leaf rendered on its own.
+    general = compile_expression(source.strip().removeprefix("{{").removesuffix("}}"))
+    for scope in ({"x": x}, {}, {"x": ENV.undefined(name="x")}):
+        alone = general(scope)
+        assert compile_tree(source)(scope) == alone  # a short path on its own, too
+        expected = {"t": 1} if alone is None else {"t": 1, "k": alone}
+        assert compile_tree({"t": 1, "k": source})(scope) == expected
+    for scope in ({"x": x}, {}, {"x": ENV.undefined(name="x")}):
+        # The same path as a field's guard: the field is there when the form alone is.
+        guard = source.strip().removeprefix("{{").removesuffix("}}")
+        for condition in (source, guard):
+            alone = compile_tree({"$if": condition, "then": 5})(scope)
+            expected = {"t": 1} if alone is OMIT else {"t": 1, "k": 5}
+            assert compile_tree({"t": 1, "k": {"$if": condition, "then": 5}})(scope) == expected
+            concat = compile_tree({"$concat": [[1], {"$if": condition, "then": [5]}]})(scope)
+            assert concat == ([1] if alone is OMIT else [1, 5])

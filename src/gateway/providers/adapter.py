@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -26,6 +26,7 @@ from gateway.templating import (
     Renderer,
     RenderError,
     TemplateRaised,
+    compile_bindings,
     compile_string,
     compile_tree,
 )
@@ -127,7 +128,7 @@ class ProviderAdapter:
     #: ``request.let``: named values computed once per request, in order, before the request
     #: trees, so a preset can derive a value several fields need (and an operator can still
     #: override one body field, since the body stays a plain mapping).
-    request_let: tuple[tuple[str, Renderer], ...] = ()
+    request_let: Callable[[dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------------ request
 
@@ -139,8 +140,8 @@ class ProviderAdapter:
             "provider": self.settings,
         }
         try:
-            for name, value in self.request_let:
-                scope[name] = value(scope)
+            if self.request_let is not None:
+                self.request_let(scope)
             body = self.body(scope)
             path = self.path(scope)
             query = {k: str(v) for k, v in (self.query(scope) or {}).items()}
@@ -295,8 +296,11 @@ class ProviderAdapter:
             events = [rendered]
         elif rendered is None or rendered is OMIT:
             return []
-        else:
-            events = [event for event in rendered if isinstance(event, dict)]
+        else:  # a loop, not a comprehension: a chunk has an event or two
+            events = []
+            for event in rendered:
+                if isinstance(event, dict):
+                    events.append(event)
         for event in events:
             if event.get("type") == "error" and event.get("message"):
                 event["message"] = self.redact(str(event["message"]))
@@ -362,10 +366,9 @@ def compile_adapter(name: str, spec: Mapping[str, Any], auth: Auth) -> ProviderA
         query=compile_tree(request.get("query") or {}, ("request", "query")),
         headers=compile_tree(request.get("headers") or {}, ("request", "headers")),
         body=compile_tree(request.get("body"), ("request", "body")),
-        request_let=tuple(
-            (str(name), compile_tree(tree, ("request", "let", name)))
-            for name, tree in (request.get("let") or {}).items()
-        ),
+        request_let=compile_bindings(request["let"], ("request", "let"))
+        if request.get("let")
+        else None,
         response_events=compile_tree(response.get("events"), ("response", "events")),
         stream=StreamSpec(
             framing=str(stream.get("framing", "sse")),

@@ -350,6 +350,20 @@ class _Compiler:
             raise Unsupported(f"method {name}")
         target = self.build(method.node)
         args, kwargs = self._arguments(node)
+        constants = tuple(arg.value for arg in node.args if isinstance(arg, nodes.Const))
+        if allowed is _STRING_METHODS and not kwargs and len(constants) == len(args):
+            # ``model.removeprefix('models/')``: str's own method, the arguments known now
+            unbound = getattr(str, name)
+
+            def call_string(scope: Scope) -> Any:
+                value = target(scope)
+                if type(value) is str:
+                    return unbound(value, *constants)
+                if not isinstance(value, str):
+                    return MISSING
+                return getattr(value, name)(*constants)
+
+            return call_string
 
         def call(scope: Scope) -> Any:
             value = target(scope)

@@ -36,6 +36,7 @@ from typing import Any, Final, NoReturn
 
 import orjson
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.filters import do_urlencode
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -214,6 +215,18 @@ def raise_error(message: Any, param: Any = None, code: Any = None) -> NoReturn:
     )
 
 
+#: Characters ``urllib.parse.quote(text, safe="/")`` leaves as they are.
+_URL_SAFE: Final = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def urlencode(value: Any) -> str:
+    """Jinja's ``urlencode``; a string with nothing to quote (a model id) is returned as is,
+    which is what quoting it would give, without the encode and scan."""
+    if type(value) is str and _URL_SAFE.fullmatch(value):
+        return value
+    return do_urlencode(value)
+
+
 def clamp(value: Any, low: float, high: float) -> Any:
     if value is None:
         return None
@@ -233,6 +246,7 @@ FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "without_type": without_type,
     "first": first,
     "clamp": clamp,
+    "urlencode": urlencode,
 }
 
 GLOBALS: Final[dict[str, Any]] = {

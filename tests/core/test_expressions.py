@@ -241,3 +241,16 @@ def test_guarded_shapes_read_strings_as_plain_paths_do(source: str) -> None:
     compiled = compile_fast(Parser(ENV, source, state="variable").parse_expression(), ENV)
     assert compiled is not None
     assert compiled(scope) == _parts(source, scope)
+
+
+@pytest.mark.parametrize("text", ["models/gemini-2.5", "gemini", "", "a:b:c"])
+@pytest.mark.parametrize(
+    "method", ["removeprefix('models/')", "startswith('gem')", "split(':', 1)", "upper()"]
+)
+def test_string_methods_with_constant_arguments_match_jinja(text: str, method: str) -> None:
+    source = f"x.{method}"
+    expected = ENV.compile_expression(source, undefined_to_none=True)(x=text)
+    compiled = compile_fast(Parser(ENV, source, state="variable").parse_expression(), ENV)
+    assert compiled is not None
+    assert compiled({"x": text}) == expected
+    assert compiled({"x": 3}) is None and compiled({}) is None  # not a string: undefined

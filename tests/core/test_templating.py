@@ -209,3 +209,13 @@ def test_a_short_path_field_is_read_as_its_leaf_is(source: str, x: Any) -> None:
             assert compile_tree({"t": 1, "k": {"$if": condition, "then": 5}})(scope) == expected
             concat = compile_tree({"$concat": [[1], {"$if": condition, "then": [5]}]})(scope)
             assert concat == ([1] if alone is OMIT else [1, 5])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["gemini-2.5-flash", "a b", "x/y~z_1.", "é", "", "m?x=1&y", 7, {"a": "b c"}, [("a", "b")]],
+)
+def test_urlencode_is_jinjas(value: Any) -> None:
+    from jinja2.filters import do_urlencode
+
+    assert ENV.filters["urlencode"](value) == do_urlencode(value)

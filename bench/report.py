@@ -81,6 +81,39 @@ def ratios(kind: str, targets: dict[str, Result]) -> dict[str, float | None]:
     return out
 
 
+def median_round(runs: Sequence[Result]) -> Result:
+    """One target's rounds of a wrk scenario: the round with the median requests/s, and
+    each round's headline figures under ``rounds``."""
+    ordered = sorted(runs, key=lambda res: float(res.get("rps") or 0.0))
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        chosen["rounds"] = [
+            {k: res[k] for k in ("rps", "cpu_ms_per_request", "chunks_per_s") if k in res}
+            for res in runs
+        ]
+    return chosen
+
+
+def round_ratios(runs: dict[str, Sequence[Result]]) -> dict[str, Any]:
+    """Gateway over relay in each round (measured seconds apart), and their median: the
+    ratio that a drift in the machine's speed between two runs moves least."""
+    out: dict[str, Any] = {}
+    gateway, relay = runs.get("gateway", ()), runs.get("relay", ())
+    for key, name in (
+        ("rps", "rps_gateway_over_relay"),
+        ("chunks_per_s", "chunks_gateway_over_relay"),
+    ):
+        per_round = [
+            ratio
+            for g, r in zip(gateway, relay, strict=False)
+            if (ratio := _ratio(_get(g, key), _get(r, key))) is not None
+        ]
+        if per_round:
+            out[name] = sorted(per_round)[(len(per_round) - 1) // 2]
+            out[f"{name}_rounds"] = per_round
+    return out
+
+
 def _target(
     name: str,
     value: float | None,

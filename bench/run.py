@@ -70,7 +70,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(TARGETS),
         help="comma-separated subset of direct,relay,gateway",
     )
-    p.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
+    p.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="wrk scenarios: rounds of every target in turn (ratios: the median round's)",
+    )
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up before each run")
     p.add_argument("--soak-seconds", type=int, default=None, help="soak length (default 600)")
     p.add_argument("--slow-streams", type=int, default=None, help="streams in slow-streams")
@@ -102,7 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenario_names = names
     args.target_names = tuple(t for t in TARGETS if t in args.targets.split(","))
     if args.quick:
-        args.duration, args.warmup, args.ttfb_streams = 1, 0, 5
+        args.duration, args.warmup, args.ttfb_streams, args.rounds = 1, 0, 5, 2
         args.soak_seconds = 3 if args.soak_seconds is None else args.soak_seconds
     if args.soak_seconds is None:
         args.soak_seconds = 600
@@ -271,23 +277,37 @@ class Bench:
         }
         if s.kind == "streams":
             out["ramp_s"] = s.ramp_s
-        for target in self.targets():
-            if target in self.startup_errors:
-                out["targets"][target] = {"error": self.startup_errors[target]}
-                continue
-            if target == "gateway" and s.api == "anthropic" and not self.anthropic:
-                out["targets"][target] = {"skipped": "the gateway has no 'anthropic' preset"}
-                continue
-            self.log(f"-- {s.name} / {target}")
-            try:
-                out["targets"][target] = self.run_target(target, s)
-            except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                error = str(exc)
-                if target != "direct" and (tail := self.procs[target].log_tail(15)):
-                    error += f"\n{target} log:\n{tail}"
-                self.log(f"!! {s.name} / {target}: {error}")
-                out["targets"][target] = {"error": error}
+        # The machine's speed drifts within seconds on a shared host: wrk scenarios run every
+        # target in turn, round after round, and each ratio is the median of the rounds'.
+        rounds = 1 if s.kind == "streams" else max(1, self.args.rounds)
+        runs: dict[str, list[report.Result]] = {}
+        for number in range(1, rounds + 1):
+            for target in self.targets():
+                if target in out["targets"]:  # failed or skipped in an earlier round
+                    continue
+                if target in self.startup_errors:
+                    out["targets"][target] = {"error": self.startup_errors[target]}
+                    continue
+                if target == "gateway" and s.api == "anthropic" and not self.anthropic:
+                    out["targets"][target] = {"skipped": "the gateway has no 'anthropic' preset"}
+                    continue
+                self.log(f"-- {s.name} / {target}" + (f" (round {number})" if rounds > 1 else ""))
+                try:
+                    runs.setdefault(target, []).append(self.run_target(target, s))
+                except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                    error = str(exc)
+                    if target != "direct" and (tail := self.procs[target].log_tail(15)):
+                        error += f"\n{target} log:\n{tail}"
+                    self.log(f"!! {s.name} / {target}: {error}")
+                    out["targets"][target] = {"error": error}
+        for target, results in runs.items():
+            if target not in out["targets"]:
+                out["targets"][target] = report.median_round(results)
         out["ratios"] = report.ratios(s.kind, out["targets"])
+        if rounds > 1:
+            out["ratios"] |= report.round_ratios(
+                {t: runs[t] for t in runs if "error" not in out["targets"][t]}
+            )
         return out
 
     def run_target(self, target: str, s: Scenario) -> dict[str, Any]:

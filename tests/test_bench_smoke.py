@@ -74,6 +74,11 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
     for key in ("rps_gateway_over_relay", "gateway_added_p50_ms", "gateway_added_p99_ms"):
         assert scenarios["ns-c32"]["ratios"][key] is not None, key
     assert scenarios["stream-c32"]["ratios"]["chunks_gateway_over_relay"] is not None
+    # wrk scenarios run every target in turn, round after round; the ratio is the median's.
+    per_round = scenarios["ns-c32"]["ratios"]["rps_gateway_over_relay_rounds"]
+    assert len(per_round) == 2
+    assert scenarios["ns-c32"]["ratios"]["rps_gateway_over_relay"] == min(per_round)  # of two
+    assert [r["rps"] for r in scenarios["ns-c32"]["targets"]["gateway"]["rounds"]]
     assert scenarios["ns-c1"]["targets"]["gateway"]["overhead_headers"], "no own-time header"
 
     soak = results["soak"]

@@ -19,6 +19,7 @@ TooLarge = Callable[[int | None], GatewayError]
 
 
 async def read_body(request: Request, limit: int, too_large: TooLarge) -> bytes:
+    """The whole body of ``request``, at most ``limit`` bytes, else ``too_large``'s error."""
     for name, value in request.scope["headers"]:
         if name == b"content-length":
             if value.isdigit() and int(value) > limit:

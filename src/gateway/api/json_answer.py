@@ -1,7 +1,8 @@
-"""``JsonAnswer``: a whole JSON answer (a Response object, or an error) as an ASGI app.
+"""``JsonAnswer``: a whole Responses API answer, already serialized, as an ASGI app.
 
-What Starlette's ``Response`` does for a body already serialized, without its header
-normalization passes: the gateway's answer headers are known lowercase ASCII.
+What Starlette's ``Response`` does for a ready body, without its header normalization and
+media-type passes: the answer's headers are the gateway's own, ASCII. Errors keep Starlette's
+``Response``, which the exception handlers' types ask for.
 """
 
 from __future__ import annotations

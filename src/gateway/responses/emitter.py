@@ -292,7 +292,7 @@ class ResponseEmitter:
                 return out
             event = unsent
         kind = event.get("type")
-        if kind == "text":  # the common cases first: text deltas, usage on every chunk (Gemini)
+        if kind == "text":  # the common case first; usage next (some send it every chunk)
             self._text(out, event, "output_text")
         elif kind == "usage":
             self._merge_usage(event)

@@ -824,50 +824,14 @@ class _Compiler:
 
         def select(scope: Scope) -> Any:
             values, other = subject(scope), argument(scope)
-            if test is test_in:
-                return _selected(
-                    values,
-                    lambda item: (
-                        (
-                            (
-                                item[attribute]
-                                if type(item) is dict and attribute in item
-                                else getter(item)
-                            )
-                            in other
-                        )
-                        is keep
-                    ),
+
+            def matches(item: Any) -> bool:
+                value = (
+                    item[attribute] if type(item) is dict and attribute in item else getter(item)
                 )
-            if test is operator.eq:
-                return _selected(
-                    values,
-                    lambda item: (
-                        bool(
-                            (
-                                item[attribute]
-                                if type(item) is dict and attribute in item
-                                else getter(item)
-                            )
-                            == other
-                        )
-                        is keep
-                    ),
-                )
-            return _selected(
-                values,
-                lambda item: (
-                    bool(
-                        (
-                            item[attribute]
-                            if type(item) is dict and attribute in item
-                            else getter(item)
-                        )
-                        != other
-                    )
-                    is keep
-                ),
-            )
+                return bool(test(value, other)) is keep
+
+            return _selected(values, matches)
 
         return select
 

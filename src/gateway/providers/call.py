@@ -76,10 +76,12 @@ class WholeAnswer:
 async def _send(
     adapter: ProviderAdapter, client: UpstreamClient, req: CanonicalRequest, timeouts: Timeouts
 ) -> UpstreamResponse:
+    """Send the request; the response once its head says the upstream accepted it (an HTTP
+    error answer is read, classified and raised)."""
     upstream = adapter.build_request(req)
     started = perf_counter()
     try:
-        return await client.request(
+        response = await client.request(
             upstream.method,
             upstream.url,
             headers=upstream.headers,
@@ -88,6 +90,9 @@ async def _send(
         )
     except TransportError as exc:
         raise _transport_failure(adapter, exc, perf_counter() - started) from None
+    if response.status >= 400:
+        raise await _refusal(adapter, response)
+    return response
 
 
 async def _refusal(adapter: ProviderAdapter, response: UpstreamResponse) -> UpstreamError:
@@ -107,8 +112,6 @@ async def call_whole(
 ) -> WholeAnswer:
     """A non-streaming attempt: the whole answer as canonical events."""
     response = await _send(adapter, client, req, timeouts)
-    if response.status >= 400:
-        raise await _refusal(adapter, response)
     try:
         content = await response.read()
     except TransportError as exc:
@@ -170,6 +173,4 @@ async def open_stream(
 ) -> UpstreamStream:
     """Send a streaming request and check its status before any byte goes to the client."""
     response = await _send(adapter, client, req, timeouts)
-    if response.status >= 400:
-        raise await _refusal(adapter, response)
     return UpstreamStream(adapter, response, req)

@@ -343,9 +343,12 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.chunks: list[bytes] = []
         self.buffered = 0
-        # The current exchange:
+        self._new_exchange(head_only=False)
+
+    def _new_exchange(self, head_only: bool) -> None:
+        """The state of the current exchange, as a new request finds it."""
         self.phase = _HEAD
-        self.head_only = False
+        self.head_only = head_only
         self.interim = False
         self.received = False
         self.keep_alive = False
@@ -358,15 +361,7 @@ class _Connection(asyncio.Protocol):
         """Reset the exchange state for a new request."""
         self.active = True
         self.exchanges += 1
-        self.phase = _HEAD
-        self.head_only = head_only
-        self.interim = False
-        self.received = False
-        self.keep_alive = False
-        self.status = 0
-        self.reason = b""
-        self.raw = []
-        self.error = None
+        self._new_exchange(head_only)
         if self.parser_stale:
             self.parser = httptools.HttpResponseParser(self)
             self.parser_stale = False

@@ -155,7 +155,9 @@ async def run_streams(
     request = http_request(host, port, path, body)
     opened = [0, 0]  # open now, most open at once
     gate = asyncio.Semaphore(concurrency or n)
-    start = time.perf_counter()
+    # A collector pause in this client would show up as the server's latency: none here.
+    gc.collect()
+    gc.disable()
 
     async def launch(i: int) -> StreamResult:
         delay = start + (ramp_s * i / n) - time.perf_counter()
@@ -164,11 +166,12 @@ async def run_streams(
         async with gate:
             return await one_stream(host, port, request, marker, end_marker, timeout_s, opened)
 
-    # A collector pause in this client would show up as the server's latency: none here.
-    gc.collect()
-    gc.disable()
+    # The ramp's clock starts once every task exists: creating 1,000 of them takes a few ms,
+    # and the streams due meanwhile would otherwise all start at once, as a burst.
+    tasks = [asyncio.ensure_future(launch(i)) for i in range(n)]
+    start = time.perf_counter()
     try:
-        results = await asyncio.gather(*(launch(i) for i in range(n)))
+        results = await asyncio.gather(*tasks)
     finally:
         gc.enable()
     wall = time.perf_counter() - start

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from gateway.api.protocol import GatewayHttpProtocol
+
     if args.config:
         os.environ["GATEWAY_CONFIG"] = args.config
     if args.no_reload_config:
@@ -58,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         reload_dirs=["src"] if args.reload else None,
         workers=None if args.reload else args.workers,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,
         log_level=args.log_level,
         log_config=None,  # uvicorn's lines go through the gateway's handler (JSON or text)
         access_log=args.access_log,

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from gateway.api.protocol import GatewayHttpProtocol
 from gateway.app import create_app
 
 
@@ -60,7 +61,13 @@ def serve_app_in_thread(config_path: Path, *, watch: bool = False) -> Iterator[s
     port = free_port()
     app = create_app(str(config_path), watch=watch, tune_gc=False)  # the test's own process
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        http=GatewayHttpProtocol,  # as `gateway serve` runs it
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,6 +1,7 @@
 """A minimal pass-through relay on the gateway's server stack: the ceiling for a Python gateway.
 
-Starlette on uvicorn (httptools, uvloop). Every POST is forwarded to the upstream with the
+Starlette on uvicorn (uvloop, and the gateway's own httptools protocol, which sends a loop
+turn's writes as one: the ceiling gets every server-level gain the gateway has). Every POST is forwarded to the upstream with the
 same path and query; the answer's bytes come back unchanged (buffered when the upstream sent
 a ``content-length``, streamed otherwise). It does nothing a gateway must do (parse,
 translate, re-encode), so the gateway's figures over the relay's, measured in the same run,
@@ -27,6 +28,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+from gateway.api.protocol import GatewayHttpProtocol
 
 _FORWARDED_REQUEST_HEADERS = ("content-type", "authorization", "x-bench-chunks", "x-bench-delay-ms")
 CLIENTS = ("httpx", "aiohttp", "raw")
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -170,19 +170,21 @@ def test_a_streamed_chunk_is_not_held_back_until_the_next_one(server: int) -> No
     assert b"second;" in got
 
 
-def test_a_connection_close_request_gets_its_answer_before_the_close(server: int) -> None:
-    with socket.create_connection(("127.0.0.1", server), timeout=5) as conn:
-        conn.sendall(b"GET /whole HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+def _answer_then_close(port: int, request: bytes) -> bytes:
+    """Everything the server sends for ``request`` until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
         got = b""
         while data := conn.recv(65536):
             got += data
+    return got
+
+
+def test_a_connection_close_request_gets_its_answer_before_the_close(server: int) -> None:
+    got = _answer_then_close(server, b"GET /whole HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"/whole")
 
 
 def test_a_malformed_request_gets_uvicorns_400_before_the_close(server: int) -> None:
-    with socket.create_connection(("127.0.0.1", server), timeout=5) as conn:
-        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        got = b""
-        while data := conn.recv(65536):
-            got += data
+    got = _answer_then_close(server, b"NOT HTTP AT ALL\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 400 Bad Request")

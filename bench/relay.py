@@ -1,7 +1,9 @@
 """A minimal pass-through relay on the gateway's server stack: the ceiling for a Python gateway.
 
 Starlette on uvicorn (uvloop, and the gateway's own httptools protocol, which sends a loop
-turn's writes as one: the ceiling gets every server-level gain the gateway has). Every POST is forwarded to the upstream with the
+turn's writes as one) with the gateway's garbage-collector set-up (``gateway.collector``: no
+full collection in the middle of a burst): the ceiling gets every server-level gain the
+gateway has. Every POST is forwarded to the upstream with the
 same path and query; the answer's bytes come back unchanged (buffered when the upstream sent
 a ``content-length``, streamed otherwise). It does nothing a gateway must do (parse,
 translate, re-encode), so the gateway's figures over the relay's, measured in the same run,
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway import collector
 from gateway.api.protocol import GatewayHttpProtocol
 
 _FORWARDED_REQUEST_HEADERS = ("content-type", "authorization", "x-bench-chunks", "x-bench-delay-ms")
@@ -131,6 +134,7 @@ def create_relay(upstream: str, client: str = "raw", max_connections: int = 4096
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         nonlocal forward
         forward, close = make(upstream, max_connections)
+        collector.settle()  # as the gateway does once loaded
         try:
             yield
         finally:

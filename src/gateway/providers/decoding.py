@@ -7,10 +7,18 @@ comments, so CRLF frames and keep-alive pings need no special cases.
 
 from __future__ import annotations
 
+from typing import Final
+
 import orjson
 
 #: A bare (un-prefixed) JSON body longer than this is passed on as is, parsed or not.
 MAX_BARE_JSON = 1024 * 1024
+
+#: Bytes searched for as integers: ``b"\r" in data`` first tries its operand as an integer
+#: and formats, then drops, a TypeError every time (a third of ``feed``'s cost); ``13 in data``
+#: is a plain byte search.
+_CR: Final = ord("\r")
+_LF: Final = ord("\n")
 
 
 Frame = tuple[str | None, str]
@@ -30,7 +38,7 @@ class SSEDecoder:
         """The events completed by ``chunk``, in order."""
         pending = self._buffer + chunk
         frames: list[Frame] = []
-        if self._data or self._event is not None or self._bare is not None or b"\r" in pending:
+        if self._data or self._event is not None or self._bare is not None or _CR in pending:
             lines = pending.split(b"\n")  # mid-event, or CRLF lines: line by line
             self._buffer = lines.pop()
             self._read(lines, frames)
@@ -40,7 +48,7 @@ class SSEDecoder:
         blocks = pending.split(b"\n\n")
         self._buffer = blocks.pop()  # an incomplete event, read again with the next chunk
         for block in blocks:
-            if self._bare is None and block.startswith(b"data: ") and b"\n" not in block:
+            if self._bare is None and block.startswith(b"data: ") and _LF not in block:
                 frames.append((None, block[6:].decode("utf-8", "replace")))
             else:
                 self._read([*block.split(b"\n"), b""], frames)

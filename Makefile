@@ -38,7 +38,7 @@ type-check: install
 pytest: install
 	$(BIN)/pytest
 
-# redis-server (agent channel and shared-limit tests) and wrk (benchmark smoke test).
+# redis-server (agent channel and shared-limit tests), wrk and valgrind (benchmark smoke tests).
 services:
 	@scripts/ensure-tools.sh
 

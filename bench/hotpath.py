@@ -14,16 +14,28 @@ For each bundled preset it times, in µs, the stages the API drives:
 Each figure is the best of several runs of many iterations, timed on the thread's own CPU
 clock (``time.thread_time``) so that other processes on a shared machine do not count. Template
 strings that Jinja renders instead of compiled closures (tens of µs each) are listed.
+
+On a shared machine timings move by ±30% from one minute to the next, more than most single
+changes gain. ``--instructions`` counts instead of timing: the same stages run under
+valgrind's callgrind, and each figure is the number of instructions per call, the same from
+one run to the next. It is how a small change is judged (a drop in instructions tracks a drop
+in CPU time on the interpreter's own work); it needs ``valgrind``, about 35 s a preset.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -189,6 +201,10 @@ def jinja_fallbacks(name: str) -> list[str]:
     return slow
 
 
+#: How a stage is measured: ``(function, number, repeat)`` → its cost per call.
+Clock = Callable[[Callable[[], object], int, int], float]
+
+
 def best_us(function: Callable[[], object], number: int, repeat: int) -> float:
     """Best-of-``repeat`` µs per call of ``function`` over ``number`` calls."""
     best = float("inf")
@@ -199,6 +215,68 @@ def best_us(function: Callable[[], object], number: int, repeat: int) -> float:
             function()
         best = min(best, time.thread_time() - started)
     return best / number * 1e6
+
+
+#: The C function whose entry makes callgrind dump its counters (``--dump-before``): a call
+#: with no other use here, so every dump marks a stage's edge.
+MARKER = "os_getppid"
+
+
+class InstructionCount:
+    """A ``Clock`` for a process run under callgrind: instructions per call of a stage.
+
+    Calling ``os.getppid`` makes callgrind write the instructions counted since its last
+    dump to ``<out>.<n>`` and start again from zero; one call before and one after the stage's
+    ``number`` calls leave the stage alone in a dump.
+    """
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.dumps = 0
+
+    def __call__(self, function: Callable[[], object], number: int, repeat: int) -> float:
+        function()  # first-call costs (caches, compiled regexes) out of the count
+        self._dump()  # what came before: the warm-up, reading the last count
+        for _ in range(number):
+            function()
+        self._dump()
+        return self._read() / number
+
+    def _dump(self) -> None:
+        os.getppid()
+        self.dumps += 1
+
+    def _read(self) -> int:
+        dump = Path(f"{self.out}.{self.dumps}")
+        if not dump.exists():
+            raise SystemExit(f"callgrind wrote no dump at {MARKER}: run with --instructions")
+        with dump.open() as lines:
+            for line in lines:
+                if line.startswith("summary:"):
+                    return int(line.split()[1])
+        raise SystemExit(f"no summary line in {dump}")
+
+
+def count_instructions(argv: list[str]) -> int:
+    """Run this module under callgrind, counting (``--count-into``) instead of timing."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "callgrind.out")
+        command = [
+            valgrind,
+            "--tool=callgrind",
+            f"--dump-before={MARKER}",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "bench.hotpath",
+            *argv,
+            "--count-into",
+            out,
+        ]
+        return subprocess.run(command, stderr=subprocess.DEVNULL, check=False).returncode
 
 
 @dataclass
@@ -216,7 +294,9 @@ def _emitter(case: Case, body: dict[str, Any], stream: bool) -> ResponseEmitter:
     )
 
 
-def request_stages(case: Case, body: dict[str, Any], number: int, repeat: int) -> dict[str, float]:
+def request_stages(
+    case: Case, body: dict[str, Any], number: int, repeat: int, clock: Clock = best_us
+) -> dict[str, float]:
     adapter, limits = case.adapter, RequestLimits()
     raw = orjson.dumps(body)
     parsed = parse_body(raw, limits)
@@ -240,10 +320,10 @@ def request_stages(case: Case, body: dict[str, Any], number: int, repeat: int) -
         "emitter": emit,
         "dumps": lambda: orjson.dumps(response),
     }
-    return {stage: best_us(function, number, repeat) for stage, function in stages.items()}
+    return {stage: clock(function, number, repeat) for stage, function in stages.items()}
 
 
-def stream_stages(case: Case, number: int, repeat: int) -> dict[str, float]:
+def stream_stages(case: Case, number: int, repeat: int, clock: Clock = best_us) -> dict[str, float]:
     adapter = case.adapter
     parsed = parse_body(orjson.dumps({**HELLO, "stream": True}), RequestLimits())
     req = normalize(parsed, case.model)
@@ -283,19 +363,24 @@ def stream_stages(case: Case, number: int, repeat: int) -> dict[str, float]:
         "encode_events": lambda: [encode_events(out) for out in writes if out],
     }
     chunks = len(case.stream)
-    return {stage: best_us(function, number, repeat) / chunks for stage, function in stages.items()}
+    return {stage: clock(function, number, repeat) / chunks for stage, function in stages.items()}
 
 
-def _row(label: str, stages: dict[str, float]) -> str:
-    parts = "  ".join(f"{stage} {value:7.2f}" for stage, value in stages.items())
-    return f"  {label:<16} total {sum(stages.values()):7.2f} µs = {parts}"
+def _row(label: str, stages: dict[str, float], unit: str = "µs") -> str:
+    if unit == "µs":
+        parts = "  ".join(f"{stage} {value:7.2f}" for stage, value in stages.items())
+        return f"  {label:<16} total {sum(stages.values()):7.2f} µs = {parts}"
+    parts = "  ".join(f"{stage} {value:8,.0f}" for stage, value in stages.items())
+    return f"  {label:<16} total {sum(stages.values()):8,.0f} {unit} = {parts}"
 
 
-def measure(case: Case, number: int, repeat: int) -> dict[str, dict[str, float]]:
+def measure(
+    case: Case, number: int, repeat: int, clock: Clock = best_us
+) -> dict[str, dict[str, float]]:
     return {
-        "request hello": request_stages(case, HELLO, number, repeat),
-        "request agent": request_stages(case, AGENT, number, repeat),
-        f"chunk (of {CHUNKS})": stream_stages(case, max(number // 20, 2), repeat),
+        "request hello": request_stages(case, HELLO, number, repeat, clock),
+        "request agent": request_stages(case, AGENT, number, repeat, clock),
+        f"chunk (of {CHUNKS})": stream_stages(case, max(number // 20, 2), repeat, clock),
     }
 
 
@@ -304,11 +389,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", action="append", choices=PRESETS)
     parser.add_argument("--rounds", type=int, default=3, help="keep each figure's best round")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per call under valgrind's callgrind, instead of timing",
+    )
+    parser.add_argument("--count-into", help=argparse.SUPPRESS)  # set by --instructions
     args = parser.parse_args(argv)
+    if args.instructions:
+        child = [
+            arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != "--instructions"
+        ]
+        raise SystemExit(count_instructions(child))
     names = tuple(args.preset or PRESETS)
-    number, repeat, rounds = (20, 2, 1) if args.quick else (300, 10, args.rounds)
     adapters = load_adapters(names)
     cases = [Case(name, adapters[name], MODELS[name], *UPSTREAM[name]()) for name in names]
+    if args.count_into:  # under callgrind: one count per stage, the same every run
+        count = InstructionCount(args.count_into)
+        for case in cases:
+            print(f"{case.name}:")
+            for label, stages in measure(case, 5 if args.quick else 20, 1, count).items():
+                print(_row(label, stages, "instructions"))
+        return
+    number, repeat, rounds = (20, 2, 1) if args.quick else (300, 10, args.rounds)
     for case in cases:  # warm up (caches, CPU clock) so the first figures are not the worst
         measure(case, 20, 2)
     # Rounds over all cases, best per figure: a burst of load elsewhere spoils one round only.

@@ -104,3 +104,39 @@ def test_the_hot_path_microbenchmark_times_every_stage() -> None:
     for stage in ("parse_body", "build_request", "events_from_body", "events_from_chunk"):
         assert stage in proc.stdout
     assert "jinja:" not in proc.stdout  # no template of the preset falls back to Jinja
+
+
+def test_the_hot_path_counts_instructions_per_stage() -> None:
+    """``--instructions``: callgrind's count of instructions per call of each stage."""
+    assert shutil.which("valgrind"), (
+        "valgrind is not installed: --instructions counts under it "
+        "(apt-get install valgrind; .ci/run installs it)"
+    )
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.hotpath"),
+            *("--instructions", "--quick", "--preset", "openai-chat"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    totals = _instructions(proc.stdout)
+    assert set(totals) == {"request hello", "request agent", "chunk (of 50)"}
+    for label, count in totals.items():
+        assert 5_000 < count < 5_000_000, (label, count)  # per call, not the whole run
+    # Each count is its own stage's: the agent turn (four items, a tool) costs more than hello.
+    assert totals["request agent"] > 1.3 * totals["request hello"]
+
+
+def _instructions(stdout: str) -> dict[str, float]:
+    """``label total N instructions = ...`` rows → ``{label: N}``."""
+    totals = {}
+    for line in stdout.splitlines():
+        label, total, rest = line.partition(" total ")
+        if total and "instructions" in rest:
+            totals[label.strip()] = float(rest.split()[0].replace(",", ""))
+    return totals

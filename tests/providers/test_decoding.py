@@ -33,6 +33,11 @@ CASES: dict[str, tuple[bytes, list[Frame]]] = {
         b'event: message_start\ndata: {"x":1}\n\nevent: ping\ndata: {}\n\n',
         [("message_start", '{"x":1}'), ("ping", "{}")],
     ),
+    "named events of other shapes: empty data, no data, data over two lines, an id": (
+        b"event: a\ndata: \n\nevent: b\n\nevent: c\ndata: 1\ndata: 2\n\n"
+        b"event: d\ndata: x\nid: 7\n\nevent:e\ndata:y\n\ndata: z\nevent: f\n\n",
+        [("a", ""), ("c", "1\n2"), ("d", "x"), ("e", "y"), ("f", "z")],
+    ),
     "data lines joined, no space after the colon": (
         b"data: one\ndata:two\n\n",
         [(None, "one\ntwo")],

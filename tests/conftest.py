@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -14,3 +15,19 @@ def upstream() -> Iterator[FakeUpstream]:
     """A scripted upstream on loopback, one per test module."""
     with fake_upstream() as fake:
         yield fake
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    """The test process's collector as it was, whatever the test did to it."""
+    thresholds = gc.get_threshold()
+    enabled = gc.isenabled()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()

@@ -8,24 +8,13 @@ made its slow-streams tail look far worse than the gateway's, a flattering compa
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import pytest
 from bench.relay import create_relay
 from starlette.testclient import TestClient
 
 
-@pytest.fixture
-def restored_collector() -> Iterator[None]:
-    thresholds = gc.get_threshold()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-
-
-@pytest.mark.usefixtures("restored_collector")
+@pytest.mark.usefixtures("restored_gc")
 def test_the_relay_settles_its_collector_once_started() -> None:
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)

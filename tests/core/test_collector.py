@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,22 +13,6 @@ import uvloop
 from gateway import collector
 from gateway.api.disconnect import CancelOnDisconnect
 from tests.support.server import running_gateway
-
-
-@pytest.fixture
-def restored_gc() -> Iterator[None]:
-    """The test process's collector as it was, whatever the test did to it."""
-    thresholds = gc.get_threshold()
-    enabled = gc.isenabled()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-        gc.set_debug(0)
-        gc.garbage.clear()
-        if enabled:
-            gc.enable()
 
 
 class Node:

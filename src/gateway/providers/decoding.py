@@ -44,27 +44,17 @@ class SSEDecoder:
             self._read(lines, frames)
             return frames
         # At an event boundary with LF lines (every LLM API): whole events at a time, and the
-        # two shapes nearly all of them have, one ``data: `` line (Chat Completions, Gemini)
-        # or ``event: `` then ``data: `` (Anthropic, Responses), without going line by line.
+        # two shapes nearly all events have, one ``data: `` line, or an ``event: `` line then
+        # one ``data: `` line, without going line by line.
         blocks = pending.split(b"\n\n")
         self._buffer = blocks.pop()  # an incomplete event, read again with the next chunk
         for block in blocks:
-            if self._bare is None:
-                if block.startswith(b"data: "):
-                    if _LF not in block:
-                        frames.append((None, block[6:].decode("utf-8", "replace")))
-                        continue
-                elif block.startswith(b"event: "):
-                    name, _, data = block.partition(b"\n")
-                    if data.startswith(b"data: ") and _LF not in data:
-                        frames.append(
-                            (
-                                name[7:].decode("utf-8", "replace"),
-                                data[6:].decode("utf-8", "replace"),
-                            )
-                        )
-                        continue
-            self._read([*block.split(b"\n"), b""], frames)
+            if self._bare is None and block.startswith(b"data: ") and _LF not in block:
+                frames.append((None, block[6:].decode("utf-8", "replace")))
+            elif self._bare is None and (frame := _named_frame(block)) is not None:
+                frames.append(frame)
+            else:
+                self._read([*block.split(b"\n"), b""], frames)
         return frames
 
     def _read(self, lines: list[bytes], frames: list[Frame]) -> None:
@@ -129,6 +119,16 @@ class SSEDecoder:
             frames.append((None, text.decode("utf-8", "replace")))
         self._read([b""], frames)
         return frames
+
+
+def _named_frame(block: bytes) -> Frame | None:
+    """An event of an ``event: `` line then one ``data: `` line, read whole; else ``None``."""
+    if not block.startswith(b"event: "):
+        return None
+    name, _, data = block.partition(b"\n")
+    if not data.startswith(b"data: ") or _LF in data:
+        return None
+    return name[7:].decode("utf-8", "replace"), data[6:].decode("utf-8", "replace")
 
 
 class NDJSONDecoder:

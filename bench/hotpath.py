@@ -366,12 +366,10 @@ def stream_stages(case: Case, number: int, repeat: int, clock: Clock = best_us) 
     return {stage: clock(function, number, repeat) / chunks for stage, function in stages.items()}
 
 
-def _row(label: str, stages: dict[str, float], unit: str = "µs") -> str:
-    if unit == "µs":
-        parts = "  ".join(f"{stage} {value:7.2f}" for stage, value in stages.items())
-        return f"  {label:<16} total {sum(stages.values()):7.2f} µs = {parts}"
-    parts = "  ".join(f"{stage} {value:8,.0f}" for stage, value in stages.items())
-    return f"  {label:<16} total {sum(stages.values()):8,.0f} {unit} = {parts}"
+def _row(label: str, stages: dict[str, float], unit: str) -> str:
+    spec = "7.2f" if unit == "µs" else "8,.0f"  # µs, or a count of instructions
+    parts = "  ".join(f"{stage} {value:{spec}}" for stage, value in stages.items())
+    return f"  {label:<16} total {sum(stages.values()):{spec}} {unit} = {parts}"
 
 
 def measure(
@@ -396,25 +394,35 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--count-into", help=argparse.SUPPRESS)  # set by --instructions
     args = parser.parse_args(argv)
-    if args.instructions:
-        child = [
-            arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != "--instructions"
-        ]
-        raise SystemExit(count_instructions(child))
+    if args.instructions:  # this module again, under callgrind, with the same choices
+        presets = [arg for name in args.preset or () for arg in ("--preset", name)]
+        raise SystemExit(count_instructions([*presets, *(["--quick"] if args.quick else [])]))
     names = tuple(args.preset or PRESETS)
     adapters = load_adapters(names)
     cases = [Case(name, adapters[name], MODELS[name], *UPSTREAM[name]()) for name in names]
     if args.count_into:  # under callgrind: one count per stage, the same every run
         count = InstructionCount(args.count_into)
-        for case in cases:
-            print(f"{case.name}:")
-            for label, stages in measure(case, 5 if args.quick else 20, 1, count).items():
-                print(_row(label, stages, "instructions"))
-        return
-    number, repeat, rounds = (20, 2, 1) if args.quick else (300, 10, args.rounds)
+        number = 5 if args.quick else 20
+        best = {case.name: measure(case, number, 1, count) for case in cases}
+        unit = "instructions"
+    else:
+        best = _best_of_rounds(cases, args.quick, args.rounds)
+        unit = "µs"
+    for case in cases:
+        print(f"{case.name}:")
+        for label, stages in best[case.name].items():
+            print(_row(label, stages, unit))
+        for slow in jinja_fallbacks(case.name):
+            print(f"  jinja: {slow}")
+
+
+def _best_of_rounds(
+    cases: list[Case], quick: bool, rounds: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each figure's best over rounds of all cases: a burst of load elsewhere spoils one round."""
+    number, repeat, rounds = (20, 2, 1) if quick else (300, 10, rounds)
     for case in cases:  # warm up (caches, CPU clock) so the first figures are not the worst
         measure(case, 20, 2)
-    # Rounds over all cases, best per figure: a burst of load elsewhere spoils one round only.
     best: dict[str, dict[str, dict[str, float]]] = {}
     for _ in range(rounds):
         for case in cases:
@@ -422,12 +430,7 @@ def main(argv: list[str] | None = None) -> None:
             for label, stages in measure(case, number, repeat).items():
                 kept = figures.setdefault(label, stages)
                 figures[label] = {stage: min(kept[stage], us) for stage, us in stages.items()}
-    for case in cases:
-        print(f"{case.name}:")
-        for label, stages in best[case.name].items():
-            print(_row(label, stages))
-        for slow in jinja_fallbacks(case.name):
-            print(f"  jinja: {slow}")
+    return best
 
 
 if __name__ == "__main__":

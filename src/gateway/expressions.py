@@ -154,6 +154,8 @@ class _Compiler:
         self.context = new_context(environment, None, {}, None, False, environment.globals)
 
     def build(self, node: nodes.Node) -> Closure:
+        if isinstance(node, nodes.BinExpr) and type(node) in _BINARY:  # + - * / // %
+            return self._binary(node)
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
             raise Unsupported(type(node).__name__)
@@ -236,6 +238,7 @@ class _Compiler:
         """``(name, keys)`` when ``node`` reads constant keys from a scope name (no keys for
         the bare name), else ``None``."""
         keys: list[Any] = []
+        key: Any  # an attribute name or a constant index
         while isinstance(node, nodes.Getattr | nodes.Getitem):
             if isinstance(node, nodes.Getattr):
                 key = node.attr
@@ -663,8 +666,6 @@ class _Compiler:
         function = _BINARY[type(node)]
         left, right = self.build(node.left), self.build(node.right)
         return lambda scope: function(left(scope), right(scope))
-
-    _Add = _Sub = _Mul = _Div = _FloorDiv = _Mod = _binary
 
     def _Concat(self, node: nodes.Concat) -> Closure:
         parts = [self.build(part) for part in node.nodes]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
 
 import orjson
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
@@ -49,7 +49,7 @@ Renderer = Callable[[Scope], Any]
 class _Omit:
     """Marker: the field or item this value lands in is left out."""
 
-    _instance: _Omit | None = None
+    _instance: ClassVar[_Omit | None] = None
 
     def __new__(cls) -> _Omit:
         if cls._instance is None:
@@ -227,7 +227,8 @@ def urlencode(value: Any) -> str:
     return do_urlencode(value)
 
 
-def clamp(value: Any, low: float, high: float) -> Any:
+def clamp(value: Any, low: int | float, high: int | float) -> Any:
+    # Not ``float`` bounds: compiled by mypyc, those would turn a whole number into a float.
     if value is None:
         return None
     return max(low, min(high, value))
@@ -407,10 +408,8 @@ def _wrap(node: Node) -> Renderer:
     def evaluate(scope: Scope) -> Any:
         try:
             value = function(scope)
-        except RenderError:
-            raise
         except Exception as exc:  # a template bug, reported with its source
-            raise RenderError(f"{label}: {exc}") from exc
+            _reraise(exc, label)
         return None if isinstance(value, Undefined) else value
 
     return evaluate
@@ -549,7 +548,9 @@ def _reraise(exc: Exception, label: str | None) -> NoReturn:
     it is."""
     if label is None or isinstance(exc, RenderError):
         raise exc
-    raise RenderError(f"{label}: {exc}") from exc
+    error = RenderError(f"{label}: {exc}")
+    error.__cause__ = exc  # as ``raise … from exc`` would: compiled by mypyc, it does not
+    raise error
 
 
 #: A node as a member of a mapping, list or ``$concat``: a ``$if`` without ``else`` is held as

@@ -257,6 +257,10 @@ def _raw_secrets(document: Document, *, source: str, environ: Mapping[str, str])
     return config_secrets(document.data, environ)
 
 
+#: The request bounds a config leaves out.
+LIMITS: Final = RequestLimits()
+
+
 @scrubbed_errors(_raw_secrets)
 def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]) -> Runtime:
     sources = key_sources(document.data)  # as written: a key must come from the environment
@@ -322,10 +326,10 @@ def build_runtime(document: Document, *, source: str, environ: Mapping[str, str]
         ),
         agents=agents,
         limits=RequestLimits(
-            max_body_bytes=int(server.get("max_body_bytes", RequestLimits.max_body_bytes)),
-            max_input_items=int(server.get("max_input_items", RequestLimits.max_input_items)),
-            max_depth=int(server.get("max_json_depth", RequestLimits.max_depth)),
-            max_string_chars=int(server.get("max_string_chars", RequestLimits.max_string_chars)),
+            max_body_bytes=int(server.get("max_body_bytes", LIMITS.max_body_bytes)),
+            max_input_items=int(server.get("max_input_items", LIMITS.max_input_items)),
+            max_depth=int(server.get("max_json_depth", LIMITS.max_depth)),
+            max_string_chars=int(server.get("max_string_chars", LIMITS.max_string_chars)),
         ),
         server=ServerSettings(
             hot_reload=bool(server.get("hot_reload", True)),

@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The hot path compiled with mypyc (src/gateway/native.py), rebuilt when one of its sources changes.
+NATIVE := src/gateway/native.json
+NATIVE_SOURCES := $(shell $(PYTHON) scripts/compile_native.py --sources)
 
 .PHONY: install run test lint format format-check type-check pytest pre-commit services bench docker-build docker-up clean
 
-install: $(STAMP)
+install: $(STAMP) $(NATIVE)
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +19,9 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+$(NATIVE): $(STAMP) scripts/compile_native.py $(NATIVE_SOURCES)
+	$(BIN)/python scripts/compile_native.py
 
 run: install
 	$(BIN)/gateway serve --host 127.0.0.1 --port 8000
@@ -55,4 +61,5 @@ docker-up:
 	docker compose up --build
 
 clean:
+	$(PYTHON) scripts/compile_native.py --clean
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -43,7 +43,7 @@ from jinja2.parser import Parser
 from ruamel.yaml import YAML
 
 from bench.fake_upstream import _anthropic_events, _anthropic_json, _chat_events, _chat_json
-from gateway import templating
+from gateway import native, templating
 from gateway.canonical import CanonicalEvent
 from gateway.config.build import build_runtime
 from gateway.config.loader import parse_yaml
@@ -408,6 +408,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         best = _best_of_rounds(cases, args.quick, args.rounds)
         unit = "µs"
+    found = native.status()
+    print(
+        f"hot path: {len(found.compiled)} modules compiled, {len(found.source)} from source,"
+        f" {len(found.stale)} stale"
+    )
     for case in cases:
         print(f"{case.name}:")
         for label, stages in best[case.name].items():

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from bench.scenarios import (
 )
 from bench.streams import StreamsReport, run_streams
 from bench.wrk import finish_wrk, run_wrk, start_wrk, wrk_path
+from gateway import native
 
 DEFAULT_OUTPUT = Path(__file__).with_name("results") / "latest.json"
 SERVER_CPU, LOAD_CPU = 0, 1  # gateway / relay on core 0; fake upstream, wrk, client on core 1
@@ -477,6 +478,7 @@ class Bench:
             "commit": git("rev-parse", "--short", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(),
+            "native": asdict(native.status()),  # the hot path compiled, or from source
             "cpu": cpu,
             "cpus": os.cpu_count(),
             "wrk": wrk_path(),

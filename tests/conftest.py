@@ -7,7 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway import native
 from tests.support.fake_upstream import FakeUpstream, fake_upstream
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite tests the code a deployment runs: not extensions built from older sources."""
+    stale = native.status().stale
+    if stale:
+        pytest.exit(
+            f"compiled modules are older than their sources: {', '.join(stale)}; "
+            "run `make install` (scripts/compile_native.py) first",
+            returncode=2,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
             "use a redis:// backend to share agent channels between workers",
             args.workers,
         )
+    from gateway import native
+
+    native.report(logging.getLogger("gateway"))
     logging.getLogger("gateway").info(
         "serving %s on http://%s:%s", config_path, args.host, args.port
     )

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Final
 
 #: The compiled modules. Each is typed for mypy strict; mypyc also needs class attributes
-#: declared ``ClassVar`` and defaults read from an instance, not the class.
+#: declared ``ClassVar`` and defaults read from an instance, not the class, and its classes
+#: cannot be weakly referenced.
 COMPILED: Final = (
     "gateway.expressions",
     "gateway.templating",
@@ -32,6 +33,7 @@ COMPILED: Final = (
     "gateway.responses.emitter",
     "gateway.responses.normalize",
     "gateway.responses.sse",
+    "gateway.providers.adapter",
 )
 
 PACKAGE_DIR: Final = Path(__file__).parent

@@ -33,7 +33,6 @@ from gateway.config.build import Runtime
 from gateway.config.store import RuntimeStore, input_digest
 
 if TYPE_CHECKING:
-    from gateway.providers.adapter import ProviderAdapter
     from gateway.providers.transport import TransportPool
 
 logger = logging.getLogger("gateway.config")
@@ -91,7 +90,7 @@ class PoolRetention:
 
     A swap keeps the pools of providers whose connection settings did not change (they share a
     ``pool_key``). A pool whose key no current provider has is closed as soon as nothing can
-    need it: once every adapter of an older snapshot with that key is garbage, or earlier, once
+    need it: once every older snapshot with a provider of that key is garbage, or earlier, once
     the pool has no request or response body open. A stream that started before the reload
     keeps its connection until it ends; a late retry of an old snapshot just opens a new
     pool, which the next reload's sweep closes in turn.
@@ -103,17 +102,16 @@ class PoolRetention:
         self._store = store
         self._transports = transports
         self._loop = loop
-        self._retired: weakref.WeakValueDictionary[int, ProviderAdapter] = (
-            weakref.WeakValueDictionary()
-        )
+        # Snapshots, not their adapters: a request holds its snapshot to the end, and an
+        # adapter compiled by mypyc (gateway.native) cannot be weakly referenced.
+        self._retired: weakref.WeakValueDictionary[int, Runtime] = weakref.WeakValueDictionary()
         self._sweeper: asyncio.Task[None] | None = None
 
     def on_swap(self, old: Runtime, new: Runtime) -> None:
         """A store listener; runs in the reloading thread, so it only schedules work."""
         keep = {adapter.pool_key for adapter in new.providers.values()}
-        for adapter in old.providers.values():
-            if adapter.pool_key not in keep:
-                self._retired[id(adapter)] = adapter
+        if any(adapter.pool_key not in keep for adapter in old.providers.values()):
+            self._retired[id(old)] = old
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to close
             self._loop.call_soon_threadsafe(self._start_sweeping)
 
@@ -137,7 +135,9 @@ class PoolRetention:
     async def sweep(self) -> set[str]:
         """Close what can be closed now; return the retired keys still open (busy)."""
         current = {adapter.pool_key for adapter in self._store.current.providers.values()}
-        alive = {adapter.pool_key for adapter in list(self._retired.values())} - current
+        retired = list(self._retired.values())
+        alive = {adapter.pool_key for old in retired for adapter in old.providers.values()}
+        alive -= current
         busy = {key for key in alive if key in self._transports and not self._transports.idle(key)}
         await self._transports.retain(current | busy)
         return busy | {key for key in alive if key in self._transports}

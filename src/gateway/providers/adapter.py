@@ -147,9 +147,11 @@ class ProviderAdapter:
             query = {k: str(v) for k, v in (self.query(scope) or {}).items()}
             headers = dict(self.static_headers)
             headers.update({k: str(v) for k, v in (self.headers(scope) or {}).items()})
-        except TemplateRaised as exc:  # the preset refused this input: the client can fix it
+        # The preset refused this input: the client can fix it. (A name of its own: compiled
+        # by mypyc, a name two ``except`` clauses bind keeps the first one's type.)
+        except TemplateRaised as refused:
             raise GatewayError(
-                400, exc.message, param=exc.param, code=exc.code or "unsupported_value"
+                400, refused.message, param=refused.param, code=refused.code or "unsupported_value"
             ) from None
         except RenderError as exc:
             raise GatewayError(

@@ -5,7 +5,7 @@ Every request and stream chunk runs through a few modules: the template engine a
 expressions, request parsing, the Responses emitter, SSE framing. They are plain typed Python
 that mypyc compiles into C extensions beside their sources (``make install`` does it), and
 Python imports an extension in preference to the source of the same name: the same code, with
-a third to two fifths fewer instructions per request and chunk (docs/benchmark.md).
+a third to two fifths fewer instructions in those stages (docs/benchmark.md).
 
 The sources stay the truth. Without a C compiler the gateway runs them as they are, only
 slower. An extension built from an older source would run stale code, so the build records a

@@ -29,13 +29,12 @@ GROUP = "gateway._native"
 
 def clean() -> None:
     """Remove every extension and digest file a build left."""
-    built = [PACKAGE_DIR.glob("_native__mypyc.*")]
-    built += [
-        source_path(module).parent.glob(f"{source_path(module).stem}.*.so") for module in COMPILED
-    ]
-    for paths in built:
-        for path in paths:
-            path.unlink()
+    built = [*PACKAGE_DIR.glob("_native__mypyc.*")]
+    for module in COMPILED:
+        source = source_path(module)
+        built += source.parent.glob(f"{source.stem}.*.so")
+    for path in built:
+        path.unlink()
     DIGESTS.unlink(missing_ok=True)
 
 

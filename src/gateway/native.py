@@ -2,10 +2,11 @@
 whether this process runs them compiled.
 
 Every request and stream chunk runs through a few modules: the template engine and its
-expressions, request parsing, the Responses emitter, SSE framing. They are plain typed Python
-that mypyc compiles into C extensions beside their sources (``make install`` does it), and
-Python imports an extension in preference to the source of the same name: the same code, with
-a third to two fifths fewer instructions in those stages (docs/benchmark.md).
+expressions, the provider adapter, request parsing, the Responses emitter, SSE framing. They
+are plain typed Python that mypyc compiles into C extensions beside their sources (``make
+install`` does it), and Python imports an extension in preference to the source of the same
+name: the same code, with a third to two fifths fewer instructions in those stages
+(docs/benchmark.md).
 
 The sources stay the truth. Without a C compiler the gateway runs them as they are, only
 slower. An extension built from an older source would run stale code, so the build records a

@@ -223,8 +223,8 @@ def assert_modes_agree(
 
 
 def numbered_ids(encoded: bytes) -> bytes:
-    """Each random id numbered by first appearance (``"msg_<48 hex>"`` → ``"msg_1"``), so that
-    two emitters' Responses compare byte for byte."""
+    """Each random id numbered by first appearance (``"resp_<48 hex digits>"`` → ``"resp_0"``,
+    the next id ``…_1``), so that two emitters' Responses compare byte for byte."""
     numbers: dict[bytes, int] = {}
 
     def number(match: re.Match[bytes]) -> bytes:

@@ -23,7 +23,13 @@ import pytest
 from gateway.cli import main
 from tests.access.conftest import ADMIN_KEY, ADMIN_SHA256, KEY_A, KEY_B, KEYS_ENV
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, fake_upstream
-from tests.support.server import free_port, serve_app_in_thread, wait_until_healthy, write_config
+from tests.support.server import (
+    free_port,
+    refused_port,
+    serve_app_in_thread,
+    wait_until_healthy,
+    write_config,
+)
 
 PROVIDER_KEY = "sk-provider-" + secrets.token_hex(16)
 QUERY_KEY = "sk-query-" + secrets.token_hex(16)
@@ -143,7 +149,7 @@ def hostile_upstream() -> Iterator[FakeUpstream]:
 def render(template: str, upstream: FakeUpstream) -> str:
     return template.format(
         upstream=upstream.url,
-        closed_port=free_port(),
+        closed_port=refused_port(),
         admin_sha256=ADMIN_SHA256,
         literal=LITERAL_KEY,
         literal_provider=LITERAL_PROVIDER_KEY,

@@ -21,7 +21,7 @@ import pytest
 from openai import OpenAI
 
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, fake_upstream
-from tests.support.server import free_port, running_gateway
+from tests.support.server import refused_port, running_gateway
 
 
 def chat_answer(text: str = "ok", finish: str = "stop") -> dict[str, Any]:
@@ -190,7 +190,7 @@ def test_client_errors_are_never_retried_nor_fallen_back(
 
 
 def test_connection_refused_falls_back_at_once(base_url: str, backup: FakeUpstream) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     text = config(dead, backup.url).replace("attempts: 3", "attempts: 1")
     with running_gateway(text) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)

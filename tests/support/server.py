@@ -32,6 +32,22 @@ def free_port() -> int:
         return port
 
 
+_REFUSING: list[socket.socket] = []  # held open to the end of the test run
+
+
+def refused_port() -> int:
+    """A loopback port that refuses connections for the rest of the test run.
+
+    Bound but never listening: a closed port taken from ``free_port`` could be handed to the
+    next server a test starts, which would then answer in its place.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _REFUSING.append(sock)
+    port: int = sock.getsockname()[1]
+    return port
+
+
 def wait_until_healthy(
     base_url: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
 ) -> None:

@@ -34,6 +34,20 @@ COMPILED: Final = (
     "gateway.responses.normalize",
     "gateway.responses.sse",
     "gateway.providers.adapter",
+    "gateway.routing",
+    "gateway.resilience",
+    "gateway.ids",
+    "gateway.api.body",
+    "gateway.api.disconnect",
+    "gateway.api.json_answer",
+    "gateway.api.event_stream",
+    "gateway.access.guard",
+    "gateway.access.middleware",
+    "gateway.observability.context",
+    "gateway.observability.record",
+    "gateway.observability.hub",
+    "gateway.observability.metrics",
+    "gateway.observability.middleware",
 )
 
 PACKAGE_DIR: Final = Path(__file__).parent

@@ -65,11 +65,13 @@ class Router:
         providers: Mapping[str, str | None],
         aliases: Mapping[str, Route],
         default_provider: str | None,
+        kept: int = RESOLVED_KEPT,
     ) -> None:
         self._providers = providers  # name → default model
         self._aliases = aliases
         self._default = default_provider
         self._resolved: dict[str, Route] = {}
+        self._kept = kept
 
     def resolve(self, model: str) -> Route:
         """The route for a model name; the same name resolves to the same (immutable) route
@@ -77,7 +79,7 @@ class Router:
         route = self._resolved.get(model)
         if route is None:
             route = self._resolve(model)
-            if len(self._resolved) < RESOLVED_KEPT:  # names come from clients: bounded
+            if len(self._resolved) < self._kept:  # names come from clients: bounded
                 self._resolved[model] = route
         return route
 

@@ -60,11 +60,8 @@ def test_a_name_resolves_to_the_same_route_each_time() -> None:
     assert first.plan() is not router.resolve("echo:m").plan()  # each request its own plan
 
 
-def test_names_from_clients_are_remembered_only_up_to_a_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("gateway.routing.RESOLVED_KEPT", 3)
-    router = Router(providers={"echo": "echo"}, aliases={}, default_provider="echo")
+def test_names_from_clients_are_remembered_only_up_to_a_bound() -> None:
+    router = Router(providers={"echo": "echo"}, aliases={}, default_provider="echo", kept=3)
     for number in range(10):
         assert router.resolve(f"made-up-{number}").targets == (Target("echo", f"made-up-{number}"),)
     assert len(router._resolved) == 3

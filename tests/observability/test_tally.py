@@ -8,12 +8,12 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from gateway.observability import metrics as metrics_module
 from gateway.observability.metrics import (
     LATENCY_BUCKETS,
     OVERHEAD_BUCKETS,
     EndedRequest,
     GatewayMetrics,
+    RequestTally,
 )
 
 
@@ -135,12 +135,10 @@ def test_an_openmetrics_scrape_carries_the_request_exemplar() -> None:
     assert f'# {{request_id="r",trace_id="{"t" * 32}"}} 0.07' in bucket
 
 
-async def test_requests_reach_the_metrics_within_a_second_without_a_scrape(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_requests_reach_the_metrics_within_a_second_without_a_scrape() -> None:
     """Another worker's scrape reads the shared files: a worker must not sit on its counts."""
-    monkeypatch.setattr(metrics_module, "TALLY_SECONDS", 0.05)
     metrics = GatewayMetrics(CollectorRegistry())
+    metrics.tally = RequestTally(metrics, seconds=0.05)
     metrics.tally.started()
     metrics.tally.ended(ended(0.1))
     labels = {"provider": "openai", "model": "gpt-4o", "status": "200"}
@@ -152,9 +150,9 @@ async def test_requests_reach_the_metrics_within_a_second_without_a_scrape(
     assert sample(metrics, "gateway_requests_in_flight") == 0
 
 
-async def test_a_full_batch_is_applied_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics_module, "TALLY_BATCH", 4)
+async def test_a_full_batch_is_applied_at_once() -> None:
     metrics = GatewayMetrics(CollectorRegistry())
+    metrics.tally = RequestTally(metrics, batch=4)
     for _ in range(4):
         metrics.tally.started()
         metrics.tally.ended(ended(0.1))

@@ -287,8 +287,12 @@ class RequestTally:
     several workers, a scrape served by one sees the others' requests too.
     """
 
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, metrics: GatewayMetrics, batch: int = TALLY_BATCH, seconds: float = TALLY_SECONDS
+    ) -> None:
         self._metrics = metrics
+        self._batch = batch
+        self._seconds = seconds
         self._pending: list[EndedRequest] = []
         self._timer: asyncio.TimerHandle | None = None
         self.in_flight = 0
@@ -306,7 +310,7 @@ class RequestTally:
             return
         pending = self._pending
         pending.append(request)
-        if len(pending) >= TALLY_BATCH:
+        if len(pending) >= self._batch:
             self.flush()
         else:
             self._schedule()
@@ -319,7 +323,7 @@ class RequestTally:
         except RuntimeError:  # counted outside an event loop: nothing to wait for
             self.flush()
             return
-        self._timer = loop.call_later(TALLY_SECONDS, self.flush)
+        self._timer = loop.call_later(self._seconds, self.flush)
 
     def flush(self) -> None:
         """Apply the pending requests and the in-flight count to the metrics."""

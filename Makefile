@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The hot path compiled with mypyc (src/gateway/native.py), rebuilt when one of its sources changes.
+# The hot path compiled with mypyc (src/gateway/native.py), rebuilt when its list or one of its
+# sources changes.
 NATIVE := src/gateway/native.json
 NATIVE_SOURCES := $(shell $(PYTHON) scripts/compile_native.py --sources)
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-$(NATIVE): $(STAMP) scripts/compile_native.py $(NATIVE_SOURCES)
+$(NATIVE): $(STAMP) scripts/compile_native.py src/gateway/native.py $(NATIVE_SOURCES)
 	$(BIN)/python scripts/compile_native.py
 
 run: install

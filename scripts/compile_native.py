@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
@@ -28,12 +29,12 @@ GROUP = "gateway._native"
 
 
 def clean() -> None:
-    """Remove every extension and digest file a build left."""
-    built = [*PACKAGE_DIR.glob("_native__mypyc.*")]
-    for module in COMPILED:
-        source = source_path(module)
-        built += source.parent.glob(f"{source.stem}.*.so")
-    for path in built:
+    """Remove every extension and digest file a build left.
+
+    Every extension in the package is a build's (the gateway has no other C code), including
+    those of modules no longer in ``COMPILED``, which would otherwise shadow their sources.
+    """
+    for path in PACKAGE_DIR.rglob("*.so"):
         path.unlink()
     DIGESTS.unlink(missing_ok=True)
 
@@ -48,9 +49,17 @@ def build() -> None:
         # From src/, so extensions land beside their sources and no pyproject.toml is read as
         # this build's metadata.
         os.chdir(SRC)
+        # One C file per module (multi_file), compiled side by side: a single file of every
+        # module takes gcc minutes on one core.
+        extensions = mypycify(sources, group_name=GROUP, target_dir=f"{scratch}/c", multi_file=True)
+        for extension in extensions:
+            # mypyc writes the group's headers under the group's package (gateway/) but
+            # includes them by bare name.
+            extension.include_dirs.append(f"{scratch}/c/{GROUP.rpartition('.')[0]}")
         setup(
             name="gateway-native",
-            ext_modules=mypycify(sources, group_name=GROUP, target_dir=f"{scratch}/c"),
+            ext_modules=extensions,
+            cmdclass={"build_ext": _parallel_build_ext()},
             script_args=[
                 "--quiet",
                 "build_ext",
@@ -60,6 +69,31 @@ def build() -> None:
             ],
         )
     DIGESTS.write_text(json.dumps({module: source_digest(module) for module in COMPILED}, indent=1))
+
+
+def _parallel_build_ext() -> type:
+    """setuptools' ``build_ext``, compiling each extension's C files one process per core.
+
+    setuptools runs gcc on an extension's files one after another; mypyc's shared runtime is
+    one extension of many files, the build's long pole.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from setuptools.command.build_ext import build_ext
+
+    class ParallelBuildExt(build_ext):  # type: ignore[misc]  # setuptools is untyped here
+        def build_extensions(self) -> None:
+            compile_one_by_one = self.compiler.compile
+
+            def compile_side_by_side(sources: list[str], **options: Any) -> list[str]:
+                with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                    done = pool.map(lambda source: compile_one_by_one([source], **options), sources)
+                    return [obj for objects in done for obj in objects]
+
+            self.compiler.compile = compile_side_by_side
+            super().build_extensions()
+
+    return ParallelBuildExt
 
 
 def main() -> None:

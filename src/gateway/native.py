@@ -48,6 +48,9 @@ COMPILED: Final = (
     "gateway.observability.hub",
     "gateway.observability.metrics",
     "gateway.observability.middleware",
+    "gateway.providers.http1",
+    "gateway.providers.call",
+    "gateway.api.responses",
 )
 
 PACKAGE_DIR: Final = Path(__file__).parent

@@ -39,6 +39,7 @@ from gateway.providers.http1 import (
     TransportError,
     WriteTimeout,
 )
+from tests.support.pieces import read_pieces
 
 # --- Scripted servers -------------------------------------------------------------------------
 
@@ -487,7 +488,7 @@ async def test_gzip_body_is_decoded_as_it_streams(pool: ConnectionPool) -> None:
 
     async with serve(script) as server:
         response = await get(pool, server.url + "/")
-        pieces = [piece async for piece in response.iter_raw()]
+        pieces = await read_pieces(response)
         whole = await (await get(pool, server.url + "/")).read()
 
     assert len(pieces) > 1
@@ -513,10 +514,9 @@ async def test_streamed_pieces_arrive_before_the_body_ends(pool: ConnectionPool)
 
     async with serve(script) as server:
         response = await get(pool, server.url + "/", timeouts=Timeouts(read=1))
-        pieces = []
-        async for piece in response.iter_raw():
-            pieces.append(piece)
-            client_saw_first.set()
+        pieces = [await response.read_some()]
+        client_saw_first.set()
+        await read_pieces(response, pieces)
 
     assert pieces == [b"first", b"second"]
 
@@ -524,7 +524,7 @@ async def test_streamed_pieces_arrive_before_the_body_ends(pool: ConnectionPool)
 async def test_a_streamed_body_returns_its_connection_at_the_end(pool: ConnectionPool) -> None:
     async with serve(answering(reply(b"streamed"))) as server:
         response = await get(pool, server.url + "/")
-        assert [piece async for piece in response.iter_raw()] == [b"streamed"]
+        assert await read_pieces(response) == [b"streamed"]
         assert pool.in_flight == 0
         await (await get(pool, server.url + "/")).read()
 
@@ -885,7 +885,7 @@ async def test_read_timeout_mid_body_closes_the_connection(pool: ConnectionPool)
         assert pool.in_flight == 0
         response = await get(pool, server.url + "/", timeouts=Timeouts(read=0.05))
         with pytest.raises(ReadTimeout):
-            [piece async for piece in response.iter_raw()]
+            await read_pieces(response)
 
     assert server.accepted == 2
 
@@ -1089,8 +1089,7 @@ async def test_cancelling_a_stream_closes_the_connection(pool: ConnectionPool) -
         response = await get(pool, server.url + "/")
 
         async def stream() -> None:
-            async for _ in response.iter_raw():
-                pass
+            await read_pieces(response)
 
         streaming = asyncio.create_task(stream())
         await asyncio.sleep(0.02)

@@ -12,6 +12,7 @@ import pytest
 from gateway.providers.builtin import Receive, Send, echo_app
 from gateway.providers.http1 import ProtocolError, ReadTimeout, Timeouts
 from gateway.providers.inprocess import InProcessClient
+from tests.support.pieces import read_pieces
 
 Scope = MutableMapping[str, Any]
 
@@ -36,7 +37,7 @@ async def test_a_streamed_answer_arrives_piece_by_piece() -> None:
     )
     response = await client.request("POST", "builtin://echo/v1/chat", headers={}, body=body)
     assert client.in_flight == 1  # until the body is read or closed
-    pieces = [piece async for piece in response.iter_raw()]
+    pieces = await read_pieces(response)
     assert len(pieces) > 3 and pieces[-1] == b"data: [DONE]\n\n"
     assert client.in_flight == 0
 
@@ -73,10 +74,9 @@ async def test_a_stalled_body_is_a_read_timeout_and_the_app_is_cancelled() -> No
     response = await client.request(
         "POST", "builtin://x/", headers={}, timeouts=Timeouts(read=0.05)
     )
-    received = []
+    received: list[bytes] = []
     with pytest.raises(ReadTimeout):
-        async for piece in response.iter_raw():
-            received.append(piece)
+        await read_pieces(response, received)
     assert received == [b"first"]
     await asyncio.wait_for(cancelled.wait(), 1)
     assert client.in_flight == 0

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -53,19 +53,31 @@ SSE_HEADERS = {
 T = TypeVar("T")
 
 
-@dataclass
 class Flow:
-    """One request's journey; what operators see in headers (and observability records)."""
+    """One request's journey; what operators see in headers (and observability records).
 
-    runtime: Runtime
-    state: GatewayState
-    parsed: ResponsesRequest
-    route: Route
-    started: float
-    record: RequestRecord  # observability: logs, metrics, spans, cost
-    attempts: int = 0
-    targets_tried: int = 0
-    target: Target | None = None
+    A plain class, not a dataclass: compiled, a dataclass needs its field types at import,
+    and ``Runtime`` and ``GatewayState`` import this module.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        state: GatewayState,
+        parsed: ResponsesRequest,
+        route: Route,
+        started: float,
+        record: RequestRecord,  # observability: logs, metrics, spans, cost
+    ) -> None:
+        self.runtime = runtime
+        self.state = state
+        self.parsed = parsed
+        self.route = route
+        self.started = started
+        self.record = record
+        self.attempts = 0
+        self.targets_tried = 0
+        self.target: Target | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -118,7 +130,7 @@ async def create_response(request: Request) -> ASGIApp:
                 **SSE_HEADERS,
                 "x-gateway-overhead-ms": _overhead_ms(flow, primed.upstream.waited),
             }
-            return EventStream(_relay(flow, primed, grant), headers)
+            return EventStream(Relay(flow, primed, grant), headers)
         async with CancelOnDisconnect(request.receive):
             emitter = await _with_fallbacks(flow, _complete_whole)
     except ClientDisconnected:
@@ -314,7 +326,6 @@ class PrimedStream:
     """An upstream stream that has produced its first content: safe to commit to the client."""
 
     upstream: UpstreamStream
-    batches: AsyncIterator[list[CanonicalEvent]]
     emitter: ResponseEmitter
     primed: list[ResponsesEvent]
     deadline: float | None
@@ -343,9 +354,8 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
         async with _time_limit(limit):
             upstream = await open_stream(adapter, client, req, timeouts)
             flow.record.upstream_answer(upstream.response.status, 0.0)  # waits: at its close
-            batches = upstream.batches()
             saw_finish = False
-            async for batch in batches:
+            while (batch := await upstream.next_batch()) is not None:
                 for event in batch:
                     if event.get("type") == "error" and not emitter.emitted_content:
                         raise _failure_from_event(adapter, event)
@@ -375,55 +385,84 @@ async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapt
     except UpstreamError as exc:
         if upstream is not None:  # an error event of the opened stream
             await upstream.aclose()
-            exc.waited += upstream.waited
+            exc.waited = exc.waited + upstream.waited  # (mypyc: no augmented assignment here)
         raise
     except BaseException:
         if upstream is not None:
             await upstream.aclose()
         raise
-    return PrimedStream(upstream, batches, emitter, primed, deadline)
+    return PrimedStream(upstream, emitter, primed, deadline)
 
 
-async def _relay(
-    flow: Flow, stream: PrimedStream, grant: Grant | None = None
-) -> AsyncGenerator[bytes, None]:
-    """Upstream events → Responses SSE bytes; always ends with exactly one terminal event."""
-    emitter, upstream = stream.emitter, stream.upstream
-    requires_done = upstream.adapter.stream.requires_done
-    try:
-        yield encode_events(stream.primed)
-        answered_while_priming = emitter.done
-        if not answered_while_priming:
-            async with _time_limit_at(stream.deadline):
-                async for batch in stream.batches:
-                    out: list[ResponsesEvent] = []
-                    for event in batch:
-                        out.extend(emitter.feed(event))
-                    if out:
-                        yield encode_events(out)
-                    if emitter.done:
-                        break
-        tail = emitter.end_of_stream(requires_done=requires_done)  # [] when already finished
-        if tail:
-            yield encode_events(tail)
-    except TimeoutError:
-        yield encode_events(
-            emitter.fail(
+class Relay:
+    """Upstream events → Responses SSE bytes, a read at a time; always ends with exactly one
+    terminal event.
+
+    ``EventStream`` pulls ``next_chunk`` until ``None`` and closes it however the stream ends.
+    A class rather than an async generator: mypyc compiles it, and the stream's cleanup (the
+    upstream connection, the request's record, the token grant) runs even if the client
+    leaves before the first chunk.
+    """
+
+    def __init__(self, flow: Flow, stream: PrimedStream, grant: Grant | None = None) -> None:
+        self.flow = flow
+        self.upstream = stream.upstream
+        self.emitter = stream.emitter
+        self.deadline = stream.deadline
+        self.grant = grant
+        self._primed: bytes | None = encode_events(stream.primed)
+        self._ended = False
+        self._closed = False
+
+    async def next_chunk(self) -> bytes | None:
+        """The next SSE bytes for the client, ``None`` once the terminal event has gone."""
+        primed = self._primed
+        if primed is not None:
+            self._primed = None
+            return primed
+        if self._ended:
+            return None
+        emitter, upstream = self.emitter, self.upstream
+        try:
+            while not emitter.done:
+                async with _time_limit_at(self.deadline):
+                    batch = await upstream.next_batch()
+                if batch is None:
+                    break
+                out: list[ResponsesEvent] = []
+                for event in batch:
+                    out.extend(emitter.feed(event))
+                if out:
+                    return encode_events(out)
+            tail = emitter.end_of_stream(requires_done=upstream.adapter.stream.requires_done)
+        except TimeoutError:
+            tail = emitter.fail(
                 "upstream_timeout",
                 f"Upstream provider '{upstream.adapter.name}' exceeded its total time limit.",
             )
-        )
-    except Exception as exc:  # a mapping bug must still end the client's stream properly
-        logger.exception("stream from provider '%s' failed", upstream.adapter.name)
-        if not emitter.done:
-            yield encode_events(
-                emitter.fail(
+        except Exception as exc:  # a mapping bug must still end the client's stream properly
+            logger.exception("stream from provider '%s' failed", upstream.adapter.name)
+            tail = (
+                []
+                if emitter.done
+                else emitter.fail(
                     "server_error", f"The gateway failed while streaming: {type(exc).__name__}"
                 )
             )
-    finally:
-        await upstream.aclose()
-        flow.record.upstream_answer(None, upstream.waited)
-        flow.record.finish(emitter.response, emitter.finish_reason)
-        if grant is not None:
-            grant.settle_soon(emitter.response.get("usage"))
+        self._ended = True
+        await self.aclose()  # before the terminal event goes: the record is complete
+        return encode_events(tail) if tail else None  # [] when already finished
+
+    async def aclose(self) -> None:
+        """Release the upstream and complete the request's record; once, however it ends."""
+        if self._closed:
+            return
+        self._closed = True
+        upstream, emitter, record = self.upstream, self.emitter, self.flow.record
+        try:
+            await upstream.aclose()
+        finally:
+            record.upstream_answer(None, upstream.waited)
+            record.finish(emitter.response, emitter.finish_reason)
+            if self.grant is not None:
+                self.grant.settle_soon(emitter.response.get("usage"))

@@ -7,7 +7,6 @@ started become canonical ``error`` events, so the emitter ends the client's stre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -124,45 +123,49 @@ async def call_whole(
     return WholeAnswer(response.status, adapter.events_from_body(body, req), response.waited)
 
 
-@dataclass
 class UpstreamStream:
-    """An upstream stream whose status line has been checked; iterate ``batches()`` once."""
+    """An upstream stream whose status line has been checked; read with ``next_batch``."""
 
-    adapter: ProviderAdapter
-    response: UpstreamResponse
-    req: CanonicalRequest
+    def __init__(
+        self, adapter: ProviderAdapter, response: UpstreamResponse, req: CanonicalRequest
+    ) -> None:
+        self.adapter = adapter
+        self.response = response
+        self.req = req
+        self._decoder = make_decoder(adapter.stream.framing)
+        self._ended = False
 
     @property
     def waited(self) -> float:
         """Seconds blocked on the upstream so far (head and every read)."""
         return self.response.waited
 
-    async def batches(self) -> AsyncIterator[list[CanonicalEvent]]:
-        """The canonical events of each network read, together: one client write per read."""
-        decoder = make_decoder(self.adapter.stream.framing)
-        adapter, req = self.adapter, self.req
+    async def next_batch(self) -> list[CanonicalEvent] | None:
+        """The canonical events of the next network read, together (one client write per
+        read); ``None`` at the end. A connection that fails mid-stream is one ``error`` event,
+        then the end. The caller closes the stream (``aclose``) however it stops reading."""
+        if self._ended:
+            return None
+        adapter, req, decoder = self.adapter, self.req, self._decoder
+        batch: list[CanonicalEvent] = []
         try:
-            async for chunk in self.response.iter_raw():
-                batch: list[CanonicalEvent] = []
+            while chunk := await self.response.read_some():
                 for name, data in decoder.feed(chunk):
                     batch.extend(adapter.events_from_chunk(name, data, req))
                 if batch:
-                    yield batch
-            tail: list[CanonicalEvent] = []
+                    return batch
             for name, data in decoder.close():
-                tail.extend(adapter.events_from_chunk(name, data, req))
-            if tail:
-                yield tail
+                batch.extend(adapter.events_from_chunk(name, data, req))
         except TransportError as exc:
-            yield [
+            batch = [
                 {
                     "type": "error",
                     "code": "server_error",
                     "message": f"The connection to upstream provider '{adapter.name}' failed mid-stream ({type(exc).__name__}).",
                 }
             ]
-        finally:
-            await self.response.aclose()
+        self._ended = True
+        return batch or None
 
     async def aclose(self) -> None:
         await self.response.aclose()

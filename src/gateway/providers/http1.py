@@ -7,7 +7,7 @@ parsed by llhttp, and no task per request (the caller's task awaits plain future
 protocol callbacks resolve).
 
 Request bodies are bytes; response bodies are read whole (``read``) or as they arrive
-(``iter_raw``). ``gzip`` and ``deflate`` content codings are decoded. There are no redirects,
+(``read_some``). ``gzip`` and ``deflate`` content codings are decoded. There are no redirects,
 cookies, proxies or default headers: the caller sends exactly the headers it means to send.
 
 Error messages never include header values (they carry API keys) nor the URL's query (some
@@ -22,7 +22,7 @@ import re
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from time import perf_counter
@@ -147,7 +147,7 @@ class Headers(Mapping[str, str]):
 
 
 class Response:
-    """A response whose head has arrived; the body is read with ``read`` or ``iter_raw``.
+    """A response whose head has arrived; the body is read with ``read`` or ``read_some``.
 
     The connection stays with the response until the body has been read or ``aclose`` is
     called, so every response must end one of those ways.
@@ -156,6 +156,7 @@ class Response:
     __slots__ = (
         "_conn",
         "_content",
+        "_decoder",
         "_pool",
         "_read_timeout",
         "headers",
@@ -175,6 +176,7 @@ class Response:
         self._conn: _Connection | None = conn
         self._read_timeout = read_timeout
         self._content: bytes | None = None
+        self._decoder = _decoder_for(conn.raw)
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}]>"
@@ -198,7 +200,7 @@ class Response:
                 else:
                     self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            decoder = _decoder_for(self.headers.raw)
+            decoder = self._decoder
             if decoder is not None:
                 body = decoder.decode(body) + decoder.flush()
         except BaseException:
@@ -208,16 +210,21 @@ class Response:
         self._close(reuse=True)
         return body
 
-    async def iter_raw(self) -> AsyncIterator[bytes]:
-        """Body pieces as they arrive (de-chunked, decoded); ``Timeouts.read`` between them."""
+    async def read_some(self) -> bytes:
+        """The next piece of the body as it arrives (de-chunked, decoded), ``b""`` once all of it
+        has been read; ``Timeouts.read`` between pieces.
+
+        A coroutine per piece rather than an async generator: the relay above awaits it once a
+        network read, and mypyc compiles coroutines (not async generators).
+        """
         conn = self._conn
         if conn is None:
-            if self._content is None:
+            content = self._content
+            if content is None:
                 raise TransportError("the response is closed or its body was streamed")
-            if self._content:
-                yield self._content
-            return
-        decoder = _decoder_for(self.headers.raw)
+            self._content = b""  # read whole before: that body once, then the end
+            return content
+        decoder = self._decoder
         try:
             while True:
                 if conn.chunks:
@@ -225,19 +232,20 @@ class Response:
                     if decoder is not None:
                         piece = decoder.decode(piece)
                     if piece:
-                        yield piece
+                        return piece
                 elif conn.phase is _DONE:
                     break
                 elif conn.error is not None:
                     raise conn.error
                 else:
                     self.waited += await _wait(conn, self._read_timeout, ReadTimeout)
-            if decoder is not None and (tail := decoder.flush()):
-                yield tail
-        except BaseException:  # includes GeneratorExit: abandoned mid-body
+            tail = decoder.flush() if decoder is not None else b""
+        except BaseException:  # a cancelled read included: abandoned mid-body
             self._close(reuse=False)
             raise
         self._close(reuse=True)
+        self._content = b""  # the end: every later call returns b""
+        return tail
 
     async def aclose(self) -> None:
         """Release the connection: back to the pool if the whole response arrived, else closed."""

@@ -9,7 +9,7 @@ streams its body to the caller piece by piece.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from time import perf_counter
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -32,26 +32,31 @@ class InProcessResponse:
         self._pieces: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
 
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self.iter_raw()])
+        pieces = []
+        while piece := await self.read_some():
+            pieces.append(piece)
+        return b"".join(pieces)
 
-    async def iter_raw(self) -> AsyncIterator[bytes]:
+    async def read_some(self) -> bytes:
+        if self._client is None:  # ended, read or closed
+            return _END
+        started = perf_counter()
         try:
-            while True:
-                started = perf_counter()
-                try:
-                    async with asyncio.timeout(self._read_timeout):
-                        piece = await self._pieces.get()
-                except TimeoutError:
-                    raise ReadTimeout("the built-in upstream sent nothing in time") from None
-                finally:
-                    self.waited += perf_counter() - started
-                if isinstance(piece, BaseException):
-                    raise ProtocolError(f"the built-in upstream failed: {type(piece).__name__}")
-                if piece is _END:
-                    return
-                yield piece
-        finally:
+            async with asyncio.timeout(self._read_timeout):
+                piece = await self._pieces.get()
+        except BaseException as exc:
             await self.aclose()
+            if isinstance(exc, TimeoutError):
+                raise ReadTimeout("the built-in upstream sent nothing in time") from None
+            raise
+        finally:
+            self.waited += perf_counter() - started
+        if isinstance(piece, BaseException):
+            await self.aclose()
+            raise ProtocolError(f"the built-in upstream failed: {type(piece).__name__}")
+        if piece is _END:
+            await self.aclose()
+        return piece
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -10,7 +10,7 @@ that leaves a provider's connection settings unchanged keeps its warm connection
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from gateway.providers.adapter import ProviderAdapter
@@ -37,7 +37,7 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def iter_raw(self) -> AsyncIterator[bytes]: ...
+    async def read_some(self) -> bytes: ...  # the next piece of the body; b"" at its end
 
     async def aclose(self) -> None: ...
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
 
 import orjson
@@ -42,8 +42,9 @@ class Timeouts:
     first_token: float | None = None  # until the first upstream event
 
 
-@dataclass(frozen=True)
-class UpstreamRequest:
+class UpstreamRequest(NamedTuple):
+    """One request for the upstream; a named tuple, built per request (as ``ResponsesRequest``)."""
+
     method: str
     url: str
     headers: dict[str, str]

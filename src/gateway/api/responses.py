@@ -57,7 +57,8 @@ class Flow:
     """One request's journey; what operators see in headers (and observability records).
 
     A plain class, not a dataclass: compiled, a dataclass needs its field types at import,
-    and ``Runtime`` and ``GatewayState`` import this module.
+    and ``Runtime`` and ``GatewayState`` are imported for type checking only
+    (``gateway.app``, where ``GatewayState`` lives, imports this module).
     """
 
     def __init__(

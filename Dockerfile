@@ -1,13 +1,14 @@
 # Gateway: one process serving the OpenAI Responses API from a mounted gateway.yaml.
 
 # The hot path compiled with mypyc (src/gateway/native.py), in a stage that has a C compiler;
-# the image takes only the built package. Pins: requirements.lock, and the build's own from
-# requirements-dev.lock.
+# the image takes only the built package. The stage installs requirements-dev.lock, what
+# `make install` compiles with: mypyc types the modules with every stub and optional package
+# the dev install has (the tracing SDK, jsonschema's stubs), so the image runs the same code.
 FROM python:3.11 AS native
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY requirements.lock requirements-dev.lock ./
-RUN pip install -r requirements.lock $(grep -E '^(mypy|mypy_extensions|librt|ast_serialize|pathspec|setuptools)==' requirements-dev.lock)
+COPY requirements-dev.lock ./
+RUN pip install -r requirements-dev.lock
 COPY src ./src
 COPY scripts/compile_native.py ./scripts/
 RUN python scripts/compile_native.py

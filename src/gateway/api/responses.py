@@ -412,8 +412,7 @@ class Relay:
         self.deadline = stream.deadline
         self.grant = grant
         self._primed: bytes | None = encode_events(stream.primed)
-        self._ended = False
-        self._closed = False
+        self._closed = False  # at the end of the stream, or when the client left: no more
 
     async def next_chunk(self) -> bytes | None:
         """The next SSE bytes for the client, ``None`` once the terminal event has gone."""
@@ -421,7 +420,7 @@ class Relay:
         if primed is not None:
             self._primed = None
             return primed
-        if self._ended:
+        if self._closed:
             return None
         emitter, upstream = self.emitter, self.upstream
         try:
@@ -450,7 +449,6 @@ class Relay:
                     "server_error", f"The gateway failed while streaming: {type(exc).__name__}"
                 )
             )
-        self._ended = True
         await self.aclose()  # before the terminal event goes: the record is complete
         return encode_events(tail) if tail else None  # [] when already finished
 

@@ -32,7 +32,7 @@ class InProcessResponse:
         self._pieces: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
 
     async def read(self) -> bytes:
-        pieces = []
+        pieces: list[bytes] = []
         while piece := await self.read_some():
             pieces.append(piece)
         return b"".join(pieces)
@@ -44,10 +44,11 @@ class InProcessResponse:
         try:
             async with asyncio.timeout(self._read_timeout):
                 piece = await self._pieces.get()
-        except BaseException as exc:
+        except TimeoutError:
             await self.aclose()
-            if isinstance(exc, TimeoutError):
-                raise ReadTimeout("the built-in upstream sent nothing in time") from None
+            raise ReadTimeout("the built-in upstream sent nothing in time") from None
+        except BaseException:  # cancelled: abandoned mid-body
+            await self.aclose()
             raise
         finally:
             self.waited += perf_counter() - started

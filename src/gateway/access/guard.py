@@ -9,7 +9,6 @@ answer really used (for a stream, once it has ended).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.requests import Request
@@ -32,13 +31,21 @@ if TYPE_CHECKING:
     from gateway.config.build import Runtime
 
 
-@dataclass
 class Grant:
-    """An admitted request: headers for the answer, and the tokens buckets to charge."""
+    """An admitted request: headers for the answer, and the tokens buckets to charge.
 
-    headers: dict[str, str] = field(default_factory=dict)
-    limiter: RateLimiter | None = None
-    token_buckets: tuple[Bucket, ...] = ()
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
+
+    def __init__(
+        self,
+        headers: dict[str, str] | None = None,
+        limiter: RateLimiter | None = None,
+        token_buckets: tuple[Bucket, ...] = (),
+    ) -> None:
+        self.headers: dict[str, str] = {} if headers is None else headers
+        self.limiter = limiter
+        self.token_buckets = token_buckets
 
     async def settle(self, usage: Mapping[str, Any] | None) -> None:
         units = used_tokens(usage)

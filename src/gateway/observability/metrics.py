@@ -19,7 +19,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -257,22 +257,41 @@ class GatewayMetrics:
         return Response(body, 200, headers={"content-type": content_type})
 
 
-class EndedRequest(NamedTuple):
-    """What the metrics keep of one ended ``/v1/responses`` request."""
+class EndedRequest:
+    """What the metrics keep of one ended ``/v1/responses`` request.
 
-    provider: str
-    model: str
-    status: str
-    stream: str  # "true" | "false"
-    duration: float
-    overhead: float
-    ttft: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cached_tokens: int | None
-    cost_usd: float | None
-    trace_id: str  # the exemplar on its latency bucket (single process only)
-    request_id: str
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        status: str,
+        stream: str,  # "true" | "false"
+        duration: float,
+        overhead: float,
+        ttft: float | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None,
+        cost_usd: float | None,
+        trace_id: str,  # the exemplar on its latency bucket (single process only)
+        request_id: str,
+    ) -> None:
+        self.provider: Final = provider
+        self.model: Final = model
+        self.status: Final = status
+        self.stream: Final = stream
+        self.duration: Final = duration
+        self.overhead: Final = overhead
+        self.ttft: Final = ttft
+        self.input_tokens: Final = input_tokens
+        self.output_tokens: Final = output_tokens
+        self.cached_tokens: Final = cached_tokens
+        self.cost_usd: Final = cost_usd
+        self.trace_id: Final = trace_id
+        self.request_id: Final = request_id
 
 
 class RequestTally:
@@ -346,16 +365,8 @@ class RequestTally:
             provider, model, stream = request.provider, request.model, request.stream
             key: tuple[str, ...] = (provider, model, request.status)
             requests[key] = requests.get(key, 0) + 1
-            # One exemplar per request, on the latency bucket it fell in.
-            exemplar = (
-                {
-                    "trace_id": request.trace_id,
-                    "request_id": request.request_id[:EXEMPLAR_REQUEST_ID_CHARS],
-                }
-                if exemplars
-                else None
-            )
-            latency.add((provider, model, stream), request.duration, exemplar)
+            # Each request is its latency bucket's exemplar candidate; the last one stays.
+            latency.add((provider, model, stream), request.duration, request if exemplars else None)
             overhead.add((stream,), request.overhead)
             if request.ttft is not None:
                 ttft.add((provider, model), request.ttft)
@@ -377,8 +388,9 @@ class RequestTally:
             child(metrics.tokens, *labels).inc(count)
         for labels, usd in cost.items():
             child(metrics.cost, *labels).inc(usd)
+        now = time.time()  # the exemplars' timestamp: within a tally interval of their request
         for histograms in (latency, overhead, ttft):
-            histograms.apply(child)
+            histograms.apply(child, now)
 
 
 class _Observations:
@@ -389,7 +401,9 @@ class _Observations:
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
         self.total = 0.0
-        self.exemplars: dict[int, Exemplar] = {}
+        # Bucket → the last request observed in it, and its value: the exemplar is built once,
+        # when the batch is applied, not for every request.
+        self.exemplars: dict[int, tuple[EndedRequest, float]] = {}
 
 
 class _Histograms:
@@ -406,7 +420,7 @@ class _Histograms:
         self._by_labels: dict[tuple[str, ...], _Observations] = {}
 
     def add(
-        self, labels: tuple[str, ...], value: float, exemplar: dict[str, str] | None = None
+        self, labels: tuple[str, ...], value: float, exemplar: EndedRequest | None = None
     ) -> None:
         observations = self._by_labels.get(labels)
         if observations is None:
@@ -414,10 +428,10 @@ class _Histograms:
         bucket = bisect_left(self._bounds, value)  # the first bound >= value, as observe
         observations.counts[bucket] += 1
         observations.total += value
-        if exemplar:
-            observations.exemplars[bucket] = Exemplar(exemplar, value, time.time())
+        if exemplar is not None:
+            observations.exemplars[bucket] = (exemplar, value)
 
-    def apply(self, child: Any) -> None:
+    def apply(self, child: Any, now: float) -> None:
         for labels, observations in self._by_labels.items():
             target = child(self._histogram, *labels)
             target._sum.inc(observations.total)
@@ -425,5 +439,9 @@ class _Histograms:
             for bucket, count in enumerate(observations.counts):
                 if count:
                     buckets[bucket].inc(count)
-            for bucket, exemplar in observations.exemplars.items():
-                buckets[bucket].set_exemplar(exemplar)
+            for bucket, (request, value) in observations.exemplars.items():
+                exemplar = {
+                    "trace_id": request.trace_id,
+                    "request_id": request.request_id[:EXEMPLAR_REQUEST_ID_CHARS],
+                }
+                buckets[bucket].set_exemplar(Exemplar(exemplar, value, now))

@@ -17,7 +17,6 @@ Every method is cheap, does no I/O and never raises into the request path.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -35,22 +34,24 @@ if TYPE_CHECKING:
 OPERATION = "chat"
 
 
-@dataclass(eq=False, slots=True)
 class Attempt:
     """One upstream call; its span stays open until it fails or the request ends.
 
     It does not point back at its record: a record and its attempts would be a reference
     cycle per request, left for the cyclic collector instead of freed on the spot.
+
+    Built per request: a plain class (README, "The hot path, compiled").
     """
 
-    number: int
-    provider: str
-    model: str
-    started: float
-    span: Span | None = None
-    status: int | None = None  # upstream HTTP status
-    error_class: str | None = None
-    ended: bool = False
+    def __init__(self, number: int, provider: str, model: str, started: float) -> None:
+        self.number = number
+        self.provider = provider
+        self.model = model
+        self.started = started
+        self.span: Span | None = None
+        self.status: int | None = None  # upstream HTTP status
+        self.error_class: str | None = None
+        self.ended = False
 
     def failed(
         self, error_class: str, status: int | None = None, message: str | None = None
@@ -75,45 +76,56 @@ class Attempt:
             self.span.end()
 
 
-@dataclass(eq=False, slots=True)
 class RequestRecord:
-    hub: Observability | None
-    request_id: str
-    trace_id: str
-    span_id: str
-    sampled: bool
-    method: str
-    path: str
-    started: float = field(default_factory=perf_counter)
-    span: Span | None = None
-    is_llm: bool = False
-    runtime: Runtime | None = None
-    settings: ObservabilitySettings | None = None
-    key_name: str | None = None
-    requested_model: str | None = None
-    alias: str | None = None
-    provider: str | None = None
-    upstream_model: str | None = None
-    stream: bool = False
-    config_version: str | None = None
-    status: int = 0
-    attempts: list[Attempt] = field(default_factory=list)
-    error_type: str | None = None
-    error_code: str | None = None
-    outcome: str | None = None  # completed | incomplete | failed (the Response's status)
-    finish_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    cost_usd: float | None = None
-    first_token_at: float | None = None
-    upstream_seconds: float = 0.0  # blocked on upstream reads
-    client_seconds: float = 0.0  # blocked on writes to the client
-    wait_seconds: float = 0.0  # deliberate waits: retry back-off
-    input_content: Any = None  # only with observability.logs.content
-    output_content: Any = None
+    """One request, as the request flow reports it. Built per request: a plain class (README, "The hot path, compiled")."""
+
+    def __init__(
+        self,
+        hub: Observability | None,
+        request_id: str,
+        trace_id: str,
+        span_id: str,
+        sampled: bool,
+        method: str,
+        path: str,
+    ) -> None:
+        self.hub = hub
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.method = method
+        self.path = path
+        self.started = perf_counter()
+        self.span: Span | None = None
+        self.is_llm = False
+        self.runtime: Runtime | None = None
+        self.settings: ObservabilitySettings | None = None
+        self.key_name: str | None = None
+        self.requested_model: str | None = None
+        self.alias: str | None = None
+        self.provider: str | None = None
+        self.upstream_model: str | None = None
+        self.stream = False
+        self.config_version: str | None = None
+        self.status = 0
+        self.attempts: list[Attempt] = []
+        self.error_type: str | None = None
+        self.error_code: str | None = None
+        self.outcome: str | None = None  # completed | incomplete | failed (the Response's status)
+        self.finish_reason: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.cost_usd: float | None = None
+        self.first_token_at: float | None = None
+        self.upstream_seconds = 0.0  # blocked on upstream reads
+        self.client_seconds = 0.0  # blocked on writes to the client
+        self.wait_seconds = 0.0  # deliberate waits: retry back-off
+        self.input_content: Any = None  # only with observability.logs.content
+        self.output_content: Any = None
 
     # ------------------------------------------------------------------ the request flow
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import orjson
@@ -42,14 +42,17 @@ class Timeouts:
     first_token: float | None = None  # until the first upstream event
 
 
-class UpstreamRequest(NamedTuple):
-    """One request for the upstream; a named tuple, built per request (as ``ResponsesRequest``)."""
+class UpstreamRequest:
+    """One request for the upstream. Built per request: a plain class (README, "The hot path, compiled")."""
 
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-    json: Any  # the body before encoding, for ``gateway render``
+    def __init__(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, json: Any
+    ) -> None:
+        self.method: Final = method
+        self.url: Final = url
+        self.headers: Final = headers
+        self.body: Final = body
+        self.json: Final = json  # the body before encoding, for ``gateway render``
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ started become canonical ``error`` events, so the emitter ends the client's stre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from time import perf_counter
 
 import orjson
@@ -63,13 +62,16 @@ def _bad_body(adapter: ProviderAdapter, status: int, waited: float) -> UpstreamE
     return UpstreamError(UpstreamFailure(error, "server_error"), status=status, waited=waited)
 
 
-@dataclass
 class WholeAnswer:
-    """A non-streaming attempt's answer: its canonical events, and what the wait cost."""
+    """A non-streaming attempt's answer: its canonical events, and what the wait cost.
 
-    status: int
-    events: list[CanonicalEvent]
-    waited: float
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
+
+    def __init__(self, status: int, events: list[CanonicalEvent], waited: float) -> None:
+        self.status = status
+        self.events = events
+        self.waited = waited
 
 
 async def _send(

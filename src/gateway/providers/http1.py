@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from time import perf_counter
-from typing import Final, NamedTuple, cast
+from typing import Final, cast
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -93,15 +93,29 @@ _TIMEOUT_MESSAGES: Final[dict[type[Timeout], str]] = {
 }
 
 
-class Timeouts(NamedTuple):
-    """Limits in seconds for each kind of wait; ``None`` waits forever. A named tuple: built
-    per request (alias over provider), where a frozen dataclass, setting each field through
-    ``object.__setattr__``, takes twice the time."""
+class Timeouts:
+    """Limits in seconds for each kind of wait; ``None`` waits forever (alias over provider).
 
-    connect: float | None = None  # TCP connect + TLS handshake
-    read: float | None = None  # each wait for bytes: the response head, then each body piece
-    write: float | None = None  # waiting for the socket to take a request its buffer can't hold
-    pool: float | None = None  # waiting for a free connection when max_connections are busy
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
+
+    def __init__(
+        self,
+        connect: float | None = None,  # TCP connect + TLS handshake
+        read: float | None = None,  # each wait for bytes: the response head, then each piece
+        write: float | None = None,  # waiting for the socket to take what its buffer can't
+        pool: float | None = None,  # waiting for a free connection when all are busy
+    ) -> None:
+        self.connect: Final = connect
+        self.read: Final = read
+        self.write: Final = write
+        self.pool: Final = pool
+
+    def __repr__(self) -> str:
+        return (
+            f"Timeouts(connect={self.connect}, read={self.read}, write={self.write}, "
+            f"pool={self.pool})"
+        )
 
 
 NO_TIMEOUTS: Final = Timeouts()

@@ -10,7 +10,7 @@ calls and outputs, reasoning items. Unknown top-level fields are ignored, never 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 
@@ -29,16 +29,16 @@ class RequestLimits:
     max_string_chars: int = 4 * 1024 * 1024
 
 
-class ResponsesRequest(NamedTuple):
+class ResponsesRequest:
     """A validated request: the body and the fields the Response object echoes.
 
-    A named tuple rather than a frozen dataclass: as immutable, and built in a fraction of
-    the time (a frozen dataclass sets each field through ``object.__setattr__``).
+    Built per request: a plain class (README, "The hot path, compiled").
     """
 
-    body: dict[str, Any]
-    model: str
-    stream: bool
+    def __init__(self, body: dict[str, Any], model: str, stream: bool) -> None:
+        self.body: Final = body
+        self.model: Final = model
+        self.stream: Final = stream
 
 
 _ROLES: Final = frozenset({"user", "assistant", "system", "developer"})

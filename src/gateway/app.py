@@ -72,6 +72,20 @@ class GatewayApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         return self.front_door(FastLane(super().build_middleware_stack(), self.fast_lane))
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP goes straight to the middleware stack, as ``Starlette.__call__`` sends it:
+        FastAPI's call in between only checks for its telemetry, which is off. Lifespan and
+        websockets take FastAPI's way."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
+
 
 class FastLane:
     """A fast-lane path → its ``POST`` endpoint, with the app's error pages; else ``routes``."""

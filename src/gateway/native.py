@@ -51,6 +51,8 @@ COMPILED: Final = (
     "gateway.providers.http1",
     "gateway.providers.call",
     "gateway.api.responses",
+    "gateway.access.policy",
+    "gateway.providers.auth",
 )
 
 PACKAGE_DIR: Final = Path(__file__).parent

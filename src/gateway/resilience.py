@@ -162,7 +162,8 @@ class BreakerBoard:
 
     def get(self, provider: str, policy: BreakerPolicy) -> CircuitBreaker:
         breaker = self._breakers.get(provider)
-        if breaker is None or breaker.policy != policy:
+        # The same config passes the same policy: identity first, a dataclass ``!=`` is Python.
+        if breaker is None or (breaker.policy is not policy and breaker.policy != policy):
             breaker = CircuitBreaker(policy)
             self._breakers[provider] = breaker
         return breaker

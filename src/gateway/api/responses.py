@@ -9,12 +9,10 @@ the ``error`` event. A client that disconnects cancels the upstream call and pen
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import orjson
@@ -246,7 +244,17 @@ def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | N
     return timeouts, total, first_token
 
 
-_NO_LIMIT: Final = contextlib.nullcontext()
+class _NoLimit:
+    """What ``contextlib.nullcontext`` does in ``async with``, compiled (that one is Python)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_LIMIT: Final = _NoLimit()
 
 
 def _time_limit(seconds: float | None) -> AbstractAsyncContextManager[object]:
@@ -322,14 +330,23 @@ async def _complete_whole(flow: Flow, target: Target, adapter: ProviderAdapter) 
     return emitter
 
 
-@dataclass
 class PrimedStream:
-    """An upstream stream that has produced its first content: safe to commit to the client."""
+    """An upstream stream that has produced its first content: safe to commit to the client.
 
-    upstream: UpstreamStream
-    emitter: ResponseEmitter
-    primed: list[ResponsesEvent]
-    deadline: float | None
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
+
+    def __init__(
+        self,
+        upstream: UpstreamStream,
+        emitter: ResponseEmitter,
+        primed: list[ResponsesEvent],
+        deadline: float | None,
+    ) -> None:
+        self.upstream = upstream
+        self.emitter = emitter
+        self.primed = primed
+        self.deadline = deadline
 
 
 async def _open_primed_stream(flow: Flow, target: Target, adapter: ProviderAdapter) -> PrimedStream:

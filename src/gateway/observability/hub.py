@@ -149,7 +149,7 @@ class Observability:
         path: str = scope["path"]
         method: str = scope["method"]
         span = None
-        if self.tracing.enabled:
+        if self.tracing.tracer is not None:  # an attribute: compiled code calls a property
             carrier = {"traceparent": traceparent} if traceparent else {}
             if traceparent and tracestate:
                 carrier["tracestate"] = tracestate

@@ -28,7 +28,8 @@ class Secret:
     def __repr__(self) -> str:
         return "Secret('***')"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return "Secret('***')"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and other._value == self._value

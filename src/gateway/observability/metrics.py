@@ -43,6 +43,7 @@ OVERHEAD_BUCKETS: Final = (
     0.1,
     0.25,
 )
+TOKEN_KINDS: Final = ("input", "output", "cached_input")  # the ``kind`` label of gateway_tokens
 BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
 #: Distinct model label values kept before new ones are counted as "other": the model name
 #: comes from the client, and a metric series per made-up name would grow without bound.
@@ -355,39 +356,39 @@ class RequestTally:
         if not pending:
             return
         requests: dict[tuple[str, ...], int] = {}
-        tokens: dict[tuple[str, ...], int] = {}
-        cost: dict[tuple[str, ...], float] = {}
+        # (provider, model) → input, output and cached-input tokens, and cost: one entry a
+        # request, whatever it used.
+        usage: dict[tuple[str, str], list[float]] = {}
         exemplars = not metrics.multiprocess
         latency = _Histograms(metrics.latency)
         overhead = _Histograms(metrics.overhead)
         ttft = _Histograms(metrics.ttft)
         for request in pending:
             provider, model, stream = request.provider, request.model, request.stream
-            key: tuple[str, ...] = (provider, model, request.status)
+            key = (provider, model, request.status)
             requests[key] = requests.get(key, 0) + 1
             # Each request is its latency bucket's exemplar candidate; the last one stays.
             latency.add((provider, model, stream), request.duration, request if exemplars else None)
             overhead.add((stream,), request.overhead)
             if request.ttft is not None:
                 ttft.add((provider, model), request.ttft)
-            for kind, count in (
-                ("input", request.input_tokens),
-                ("output", request.output_tokens),
-                ("cached_input", request.cached_tokens),
-            ):
-                if count:
-                    key = (provider, model, kind)
-                    tokens[key] = tokens.get(key, 0) + count
-            if request.cost_usd:
-                key = (provider, model)
-                cost[key] = cost.get(key, 0.0) + request.cost_usd
+            route = (provider, model)
+            totals = usage.get(route)
+            if totals is None:
+                totals = usage[route] = [0, 0, 0, 0.0]
+            totals[0] += request.input_tokens or 0
+            totals[1] += request.output_tokens or 0
+            totals[2] += request.cached_tokens or 0
+            totals[3] += request.cost_usd or 0.0
         child = metrics.child
         for labels, count in requests.items():
             child(metrics.requests, *labels).inc(count)
-        for labels, count in tokens.items():
-            child(metrics.tokens, *labels).inc(count)
-        for labels, usd in cost.items():
-            child(metrics.cost, *labels).inc(usd)
+        for (provider, model), totals in usage.items():
+            for kind, used in zip(TOKEN_KINDS, totals[:3], strict=True):
+                if used:
+                    child(metrics.tokens, provider, model, kind).inc(used)
+            if totals[3]:
+                child(metrics.cost, provider, model).inc(totals[3])
         now = time.time()  # the exemplars' timestamp: within a tally interval of their request
         for histograms in (latency, overhead, ttft):
             histograms.apply(child, now)

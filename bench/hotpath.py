@@ -247,18 +247,23 @@ class InstructionCount:
         self.dumps += 1
 
     def _read(self) -> int:
-        dump = Path(f"{self.out}.{self.dumps}")
-        if not dump.exists():
-            raise SystemExit(f"callgrind wrote no dump at {MARKER}: run with --instructions")
-        with dump.open() as lines:
-            for line in lines:
-                if line.startswith("summary:"):
-                    return int(line.split()[1])
-        raise SystemExit(f"no summary line in {dump}")
+        return read_dump(self.out, self.dumps)
 
 
-def count_instructions(argv: list[str]) -> int:
-    """Run this module under callgrind, counting (``--count-into``) instead of timing."""
+def read_dump(out: str, number: int) -> int:
+    """The instructions counted in callgrind's ``number``-th dump to ``out``."""
+    dump = Path(f"{out}.{number}")
+    if not dump.exists():
+        raise SystemExit(f"callgrind wrote no dump at {MARKER}: run with --instructions")
+    with dump.open() as lines:
+        for line in lines:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no summary line in {dump}")
+
+
+def count_instructions(argv: list[str], module: str = "bench.hotpath") -> int:
+    """Run ``module`` under callgrind, counting (``--count-into``) instead of timing."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
@@ -271,7 +276,7 @@ def count_instructions(argv: list[str]) -> int:
             f"--callgrind-out-file={out}",
             sys.executable,
             "-m",
-            "bench.hotpath",
+            module,
             *argv,
             "--count-into",
             out,

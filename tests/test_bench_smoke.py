@@ -137,3 +137,44 @@ def _instructions(stdout: str) -> dict[str, float]:
         if total and "instructions" in rest:
             totals[label.strip()] = float(rest.split()[0].replace(",", ""))
     return totals
+
+
+def _inprocess(*args: str) -> str:
+    """``python -m bench.inprocess ARGS``'s output; it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
+def _per_request(stdout: str, unit: str) -> float:
+    """``N ... requests at c=C, openai-chat: X <unit> a request`` → X."""
+    for line in stdout.splitlines():
+        if line.endswith(f"{unit} a request"):
+            return float(line.rsplit(": ", 1)[1].split()[0].replace(",", ""))
+    raise AssertionError(f"no '{unit} a request' line in:\n{stdout}")
+
+
+def test_the_app_in_process_costs_cpu_per_request() -> None:
+    """Requests through the whole ASGI app, no server: CPU time per request, streams too."""
+    whole = _inprocess("--requests", "64", "--warmup", "32")
+    assert "64 non-streaming requests at c=32" in whole
+    assert 10 < _per_request(whole, "µs CPU") < 100_000
+    streams = _inprocess("--stream", "--chunks", "5", "--requests", "32", "--warmup", "32")
+    assert "32 5-chunk streams at c=32" in streams
+    assert 10 < _per_request(streams, "µs CPU") < 100_000
+
+
+def test_the_app_in_process_counts_instructions_per_request() -> None:
+    """``--instructions``: the measured requests' instructions under callgrind, per request."""
+    assert shutil.which("valgrind"), "valgrind is not installed (.ci/run installs it)"
+    stdout = _inprocess("--instructions", "--requests", "32", "--warmup", "32")
+    assert f"hot path: {len(native.COMPILED)} modules compiled, 0 from source" in stdout
+    # Per request, not the whole run: the warm-up and start-up are in the first dump.
+    assert 100_000 < _per_request(stdout, "instructions") < 5_000_000

@@ -846,7 +846,9 @@ def compile_bindings(
 
 
 def _compile_each(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
-    iterable, iterable_label = _expression_of(tree["$each"], where)
+    # Read as a condition reads: a missing list comes back as ``None``, not Jinja's undefined,
+    # whose ``__bool__`` is a Python call (once a chunk, for ``choice.delta.tool_calls``).
+    iterable, iterable_label = _expression_of(tree["$each"], where, condition=True)
     name = str(tree.get("as", "item"))
     body, body_label = _node(tree.get("do", f"{{{{ {name} }}}}"), (*where[:-1], "do"))
     condition, label = (

@@ -93,18 +93,22 @@ def test_quick_benchmark_measures_every_target(tmp_path: Path) -> None:
         assert target["value"] is not None, target["name"]
 
 
-def _hotpath(*args: str) -> str:
-    """``python -m bench.hotpath ARGS``'s output; it must succeed."""
+def _bench_module(module: str, *args: str) -> str:
+    """``python -m bench.MODULE ARGS``'s output; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", *args],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
+
+
+def _hotpath(*args: str) -> str:
+    return _bench_module("hotpath", *args)
 
 
 def test_the_hot_path_microbenchmark_times_every_stage() -> None:
@@ -140,17 +144,7 @@ def _instructions(stdout: str) -> dict[str, float]:
 
 
 def _inprocess(*args: str) -> str:
-    """``python -m bench.inprocess ARGS``'s output; it must succeed."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.inprocess", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout
+    return _bench_module("inprocess", *args)
 
 
 def _per_request(stdout: str, unit: str) -> float:

@@ -421,16 +421,17 @@ class _Histograms:
         self._by_labels: dict[tuple[str, ...], _Observations] = {}
 
     def add(
-        self, labels: tuple[str, ...], value: float, exemplar: EndedRequest | None = None
+        self, labels: tuple[str, ...], value: float, request: EndedRequest | None = None
     ) -> None:
+        """Count ``value``; ``request``, when given, is its bucket's exemplar candidate."""
         observations = self._by_labels.get(labels)
         if observations is None:
             observations = self._by_labels[labels] = _Observations(len(self._bounds))
         bucket = bisect_left(self._bounds, value)  # the first bound >= value, as observe
         observations.counts[bucket] += 1
         observations.total += value
-        if exemplar is not None:
-            observations.exemplars[bucket] = (exemplar, value)
+        if request is not None:
+            observations.exemplars[bucket] = (request, value)
 
     def apply(self, child: Any, now: float) -> None:
         for labels, observations in self._by_labels.items():

@@ -77,7 +77,10 @@ class Attempt:
 
 
 class RequestRecord:
-    """One request, as the request flow reports it. Built per request: a plain class (README, "The hot path, compiled")."""
+    """One request, as the request flow reports it.
+
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
 
     def __init__(
         self,

@@ -43,7 +43,10 @@ class Timeouts:
 
 
 class UpstreamRequest:
-    """One request for the upstream. Built per request: a plain class (README, "The hot path, compiled")."""
+    """One request for the upstream.
+
+    Built per request: a plain class (README, "The hot path, compiled").
+    """
 
     def __init__(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, json: Any

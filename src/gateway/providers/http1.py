@@ -111,12 +111,6 @@ class Timeouts:
         self.write: Final = write
         self.pool: Final = pool
 
-    def __repr__(self) -> str:
-        return (
-            f"Timeouts(connect={self.connect}, read={self.read}, write={self.write}, "
-            f"pool={self.pool})"
-        )
-
 
 NO_TIMEOUTS: Final = Timeouts()
 

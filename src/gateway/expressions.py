@@ -28,7 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.tests import test_in, test_none
 from jinja2.utils import _PassArg
 
-Scope = Mapping[str, Any]
+Scope = dict[str, Any]
 Closure = Callable[[Scope], Any]
 
 MISSING: Final = ChainableUndefined()

@@ -42,7 +42,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.expressions import CONSTANT_NAMES, compile_closure, compile_condition, lookup
 
-Scope = Mapping[str, Any]
+Scope = dict[str, Any]
 Renderer = Callable[[Scope], Any]
 
 

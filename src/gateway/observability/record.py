@@ -257,7 +257,7 @@ class RequestRecord:
             self.error_type = error_type
             self.error_code = code
 
-    def finish(self, response: Mapping[str, Any], finish_reason: str | None = None) -> None:
+    def finish(self, response: dict[str, Any], finish_reason: str | None = None) -> None:
         """The final Response object: usage, outcome and cost (before the head is sent, when
         not streaming, so the cost can go into a response header)."""
         status = response.get("status")
@@ -271,11 +271,18 @@ class RequestRecord:
         if isinstance(usage, dict):  # not Mapping: the ABC check costs more than the rest
             self.input_tokens = int(usage.get("input_tokens") or 0)
             self.output_tokens = int(usage.get("output_tokens") or 0)
-            details = usage.get("input_tokens_details") or {}
-            self.cached_tokens = int(details.get("cached_tokens") or 0)
-            self.cache_write_tokens = int(details.get("cache_write_tokens") or 0)
-            output_details = usage.get("output_tokens_details") or {}
-            self.reasoning_tokens = int(output_details.get("reasoning_tokens") or 0)
+            details = usage.get("input_tokens_details")
+            if isinstance(details, dict):  # a dict's get is native code, an Any's a Python call
+                self.cached_tokens = int(details.get("cached_tokens") or 0)
+                self.cache_write_tokens = int(details.get("cache_write_tokens") or 0)
+            else:
+                self.cached_tokens = self.cache_write_tokens = 0
+            output_details = usage.get("output_tokens_details")
+            self.reasoning_tokens = (
+                int(output_details.get("reasoning_tokens") or 0)
+                if isinstance(output_details, dict)
+                else 0
+            )
             self._cost()
         settings = self.settings
         if settings is not None and settings.logs.content:

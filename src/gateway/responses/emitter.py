@@ -81,7 +81,7 @@ _ECHOED: Final = frozenset(name for name, _ in _ECHOED_DEFAULTS)
 
 
 def response_skeleton(
-    response_id: str, model: str, body: Mapping[str, Any], created_at: int
+    response_id: str, model: str, body: dict[str, Any], created_at: int
 ) -> dict[str, Any]:
     """The full Response object (§2.1) with the request's echoed fields and empty output."""
     response = _SKELETON.copy()
@@ -230,7 +230,7 @@ class ResponseEmitter:
         self,
         *,
         model: str,
-        body: Mapping[str, Any],
+        body: dict[str, Any],
         finish_reasons: Mapping[str, FinishOutcome],
         stream: bool,
         response_id: str | None = None,

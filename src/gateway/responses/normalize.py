@@ -175,6 +175,8 @@ def _check_shape(body: Any, limits: RequestLimits) -> None:
 
 def _apply_shorthands(body: dict[str, Any]) -> None:
     """Accept the seed clients' top-level ``reasoning_effort`` and ``response_format``."""
+    if "reasoning_effort" not in body and "response_format" not in body:
+        return  # the usual case: dict.pop with a default is a Python method call in mypyc
     effort = body.pop("reasoning_effort", None)
     if effort is not None:
         reasoning = body.get("reasoning")

@@ -567,6 +567,34 @@ def _part(tree: Any, where: tuple[str | int, ...]) -> Part:
     return (None, None, *_node(tree, where))
 
 
+#: A member of a compiled mapping, as its renderer reads it: key, condition and its label,
+#: field and its label, constant value, and the short path (name, key, key) it reads inline.
+#: Precise tuple types matter here: mypyc unpacks a row of a known shape by index, but one
+#: typed ``tuple[Any, ...]`` through the iterator protocol, a call per item.
+_MappingRow = tuple[
+    str,
+    Callable[[Scope], Any] | None,
+    str | None,
+    Callable[[Scope], Any] | None,
+    str | None,
+    Any,
+    str | None,
+    str | None,
+    str | None,
+]
+#: A member of a compiled ``$concat``: condition and its label, the part and its label, and the
+#: short path guarding it (name, key, key).
+_ConcatRow = tuple[
+    Callable[[Scope], Any] | None,
+    str | None,
+    Callable[[Scope], Any],
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+]
+
+
 def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> Renderer:
     if not any(_has_template(value) for value in tree.values()):
         frozen = dict(tree)
@@ -574,7 +602,7 @@ def _compile_mapping(tree: Mapping[str, Any], where: tuple[str | int, ...]) -> R
     # A field with a constant scalar (``type: text``) keeps its value; a field that is a short
     # path (``{{ req.top_p }}``), or is guarded by one (``{$if: req.tools, then: ...}``), reads
     # the path inline, without a call; the others render.
-    rows: list[tuple[Any, ...]] = []
+    rows: list[_MappingRow] = []
     for key, value in tree.items():
         constant = value is None or isinstance(value, bool | int | float | str)
         if constant and not _has_template(value):
@@ -945,7 +973,7 @@ def _concat(
     parts: tuple[Part, ...], guards: tuple[tuple[str, str | None, str | None] | None, ...]
 ) -> Renderer:
     # A part guarded by a short path (``$if: event.usage``) reads it inline, as a mapping does.
-    rows = tuple(
+    rows: tuple[_ConcatRow, ...] = tuple(
         (None, None, part[2], part[3], *guard) if guard is not None else (*part, None, None, None)
         for part, guard in zip(parts, guards, strict=True)
     )

@@ -52,7 +52,10 @@ class GatewayState:
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
 
 
-Endpoint = Callable[[Request], Awaitable[ASGIApp]]
+#: A fast-lane endpoint: the ASGI scope and ``receive`` with the gateway's state, no Starlette
+#: ``Request``: building one, and reading its ``receive``, ``app`` and ``state``, are Python
+#: calls on every request.
+Endpoint = Callable[[Scope, Receive, GatewayState], Awaitable[ASGIApp]]
 
 
 class GatewayApp(FastAPI):
@@ -99,16 +102,16 @@ class FastLane:
         if endpoint is None:
             await self.routes(scope, receive, send)
             return
-        request = Request(scope, receive, send)
         response: ASGIApp
         try:
-            if scope["method"] != "POST":  # the scope's, not ``request.method``'s: one call less
-                raise method_not_allowed(request, "POST")
-            response = await endpoint(request)
+            if scope["method"] != "POST":
+                raise method_not_allowed(Request(scope), "POST")
+            # The lifespan sets the state up: read per request, as a new lifespan may replace it.
+            response = await endpoint(scope, receive, scope["app"].state.gateway)
         except GatewayError as error:
             response = error_response(error)
         except Exception as exc:
-            response = await _unexpected_error(request, exc)
+            response = await _unexpected_error(Request(scope), exc)
         await response(scope, receive, send)
 
 

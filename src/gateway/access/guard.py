@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from starlette.requests import Request
+from starlette.types import Scope
 
 from gateway.access.keys import AccessConfig, ModelRate, Principal
 from gateway.access.limits import (
@@ -76,9 +76,9 @@ def used_tokens(usage: Mapping[str, Any] | None) -> int:
     )
 
 
-async def admit(request: Request, runtime: Runtime, route: Route) -> Grant:
+async def admit(scope: Scope, limiter: RateLimiter, runtime: Runtime, route: Route) -> Grant:
     """Authorize ``route`` for the request's principal and take its requests-per-minute."""
-    principal = principal_of(request)
+    principal = principal_of(scope)
     authorize(principal, route)
     access: AccessConfig = runtime.access
     if not access.limited:
@@ -86,7 +86,6 @@ async def admit(request: Request, runtime: Runtime, route: Route) -> Grant:
     buckets = buckets_for(principal, access, route)
     if not buckets:
         return UNLIMITED
-    limiter: RateLimiter = request.app.state.gateway.limiter
     states = await limiter.acquire(buckets)
     headers = rate_headers(states)
     refused = [state for state in states if not state.allowed]

@@ -9,15 +9,17 @@ fallback can never carry a request to a provider the key may not reach.
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from gateway.access.keys import OPEN, Principal
 from gateway.errors import GatewayError
 from gateway.routing import Route
 
 
-def principal_of(request: Request) -> Principal:
+def principal_of(scope: Scope) -> Principal:
     """The authenticated caller; the open gateway's anonymous principal when none was set."""
-    principal = request.scope.get("state", {}).get("principal")  # AccessMiddleware put it
+    state = scope.get("state")
+    principal = state.get("principal") if isinstance(state, dict) else None  # AccessMiddleware
     return principal if isinstance(principal, Principal) else OPEN.anonymous
 
 
@@ -65,7 +67,7 @@ def require_admin(request: Request, *, open_gateway: bool) -> Principal:
     """
     from gateway.access.notices import is_loopback
 
-    principal = principal_of(request)
+    principal = principal_of(request.scope)
     if principal.admin:
         return principal
     if open_gateway and request.client is not None and is_loopback(request.client.host):

@@ -43,7 +43,8 @@ router = APIRouter()
 @router.post("/v1/agents/messages", status_code=201)
 async def send_message(request: Request) -> Response:
     bus, config = _bus_and_config(request)
-    body = await read_body(request, config.max_message_bytes, _too_large(config.max_message_bytes))
+    limit = config.max_message_bytes
+    body = await read_body(request.scope, request.receive, limit, _too_large(limit))
     fields = parse_message(body)
     authorize_agent(request, fields["sender"], param="sender")
     delivery = plan_delivery(fields, config)

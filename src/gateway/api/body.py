@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from gateway.api.disconnect import ClientDisconnected
 from gateway.errors import GatewayError
@@ -18,14 +18,14 @@ from gateway.errors import GatewayError
 TooLarge = Callable[[int | None], GatewayError]
 
 
-async def read_body(request: Request, limit: int, too_large: TooLarge) -> bytes:
-    """The whole body of ``request``, at most ``limit`` bytes, else ``too_large``'s error."""
-    for name, value in request.scope["headers"]:
+async def read_body(scope: Scope, receive: Receive, limit: int, too_large: TooLarge) -> bytes:
+    """The whole body of the request, at most ``limit`` bytes, else ``too_large``'s error."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]  # typed: unpacked by index
+    for name, value in headers:
         if name == b"content-length":
             if value.isdigit() and int(value) > limit:
                 raise too_large(int(value))
             break
-    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -7,8 +7,6 @@ media-type passes: the answer's headers are the gateway's own, ASCII. Errors kee
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from starlette.types import Receive, Scope, Send
 
 _JSON = (b"content-type", b"application/json")
@@ -16,7 +14,7 @@ _JSON = (b"content-type", b"application/json")
 
 class JsonAnswer:
     def __init__(
-        self, body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+        self, body: bytes, status: int = 200, headers: dict[str, str] | None = None
     ) -> None:
         self.body = body
         self.status = status

@@ -76,7 +76,7 @@ async def list_models(request: Request) -> Response:
                 data.append(
                     {"id": model_id, "object": "model", "created": created, "owned_by": name}
                 )
-    principal = principal_of(request)
+    principal = principal_of(request.scope)
     if principal.restricted:  # a key sees the models it may use
         data = [item for item in data if may_use(principal, runtime.router.resolve(item["id"]))]
     return _json({"object": "list", "data": data})

@@ -16,9 +16,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope
 
 from gateway.access.guard import Grant, admit
 from gateway.api.body import TooLarge, read_body
@@ -103,24 +102,24 @@ def _too_large(limit: int) -> TooLarge:
     return refusal
 
 
-async def create_response(request: Request) -> ASGIApp:
+async def create_response(scope: Scope, receive: Receive, state: GatewayState) -> ASGIApp:
+    """``POST /v1/responses``: the answer to send, whole or streamed (a fast-lane endpoint)."""
     started = time.perf_counter()
-    state: GatewayState = request.app.state.gateway
     runtime = state.store.current  # this request's snapshot, to the end
     limit = runtime.limits.max_body_bytes
     try:
-        raw = await read_body(request, limit, _too_large(limit))
+        raw = await read_body(scope, receive, limit, _too_large(limit))
     except ClientDisconnected:
         return Response(status_code=499)
     parsed = parse_body(raw, runtime.limits)
-    record = record_for(request)
+    record = record_for(scope)
     record.begin(runtime, requested_model=parsed.model, stream=parsed.stream, body=parsed.body)
     flow = Flow(runtime, state, parsed, runtime.router.resolve(parsed.model), started, record)
     record.routed(flow.route.alias)
-    grant = await admit(request, runtime, flow.route)  # 403 / 429 before any upstream call
+    grant = await admit(scope, state.limiter, runtime, flow.route)  # 403 / 429 before upstream
     try:
         if parsed.stream:
-            async with CancelOnDisconnect(request.receive):
+            async with CancelOnDisconnect(receive):
                 primed = await _with_fallbacks(flow, _open_primed_stream)
             record.first_token()
             headers = {
@@ -130,7 +129,7 @@ async def create_response(request: Request) -> ASGIApp:
                 "x-gateway-overhead-ms": _overhead_ms(flow, primed.upstream.waited),
             }
             return EventStream(Relay(flow, primed, grant), headers)
-        async with CancelOnDisconnect(request.receive):
+        async with CancelOnDisconnect(receive):
             emitter = await _with_fallbacks(flow, _complete_whole)
     except ClientDisconnected:
         return Response(status_code=499)

@@ -141,7 +141,8 @@ class Observability:
         state = scope.setdefault("state", {})
         request_id = str(state.get("request_id") or "")
         traceparent = tracestate = None
-        for name, value in scope["headers"]:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]  # typed: mypyc unpacks by index
+        for name, value in headers:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"tracestate":

@@ -85,7 +85,8 @@ class ObservabilityMiddleware:
 def _request_id(scope: Scope) -> bytes:
     """The client's ``X-Request-ID`` (at most 128 bytes) or a new one; in ``state`` too."""
     request_id = b""
-    for name, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]  # typed: mypyc unpacks by index
+    for name, value in headers:
         if name == b"x-request-id":
             request_id = value[:128]
             break

@@ -3,7 +3,7 @@
 The middleware opens a ``RequestRecord`` for every request and closes it after the last byte
 is sent; between the two the request flow tells it what happened::
 
-    record = current_record()          # or record_for(request)
+    record = current_record()          # or record_for(scope)
     record.begin(runtime, requested_model=..., stream=..., body=...)
     record.routed(route.alias)
     attempt = record.start_attempt(provider, upstream_model, base_url=adapter.base_url)
@@ -26,7 +26,7 @@ from gateway.observability.settings import ObservabilitySettings
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-    from starlette.requests import Request
+    from starlette.types import Scope
 
     from gateway.config.build import Runtime
     from gateway.observability.hub import Observability
@@ -323,13 +323,13 @@ class RequestRecord:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
 
-def record_for(request: Request) -> RequestRecord:
-    """The record the middleware opened for ``request``; a detached one when there is none
+def record_for(scope: Scope) -> RequestRecord:
+    """The record the middleware opened for the request; a detached one when there is none
     (an app assembled without the middleware), so the request flow never needs to check."""
     record = current_record()
     if record is not None:
         return record
-    state = request.scope.setdefault("state", {})
+    state = scope.setdefault("state", {})
     detached = state.get("gateway.record")
     if isinstance(detached, RequestRecord):
         return detached
@@ -341,8 +341,8 @@ def record_for(request: Request) -> RequestRecord:
         new_trace_id(),
         new_span_id(),
         False,
-        request.method,
-        request.url.path,
+        str(scope.get("method", "")),
+        str(scope.get("path", "")),
     )
     state["gateway.record"] = detached
     return detached

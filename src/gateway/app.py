@@ -53,8 +53,8 @@ class GatewayState:
 
 
 #: A fast-lane endpoint: the ASGI scope and ``receive`` with the gateway's state, no Starlette
-#: ``Request``: building one, and reading its ``receive``, ``app`` and ``state``, are Python
-#: calls on every request.
+#: ``Request``: building one, and reading its ``receive`` and ``app``, are Python calls on
+#: every request.
 Endpoint = Callable[[Scope, Receive, GatewayState], Awaitable[ASGIApp]]
 
 

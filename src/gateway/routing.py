@@ -34,7 +34,9 @@ class Route:
     targets: tuple[Target, ...]
     strategy: str = "fallback"  # fallback | weighted
     retry: RetryPolicy | None = None  # the alias's own policy, over the providers'
-    timeouts: Mapping[str, float] = field(default_factory=dict)
+    # A dict, read-only by convention: read per request, and a dict's get is a C call in the
+    # compiled request flow where a read-only mapping's is a Python method call.
+    timeouts: dict[str, float] = field(default_factory=dict)
 
     def plan(self) -> list[Target]:
         """Targets in the order to try: listed order, or a weighted pick first then the rest."""

@@ -230,19 +230,14 @@ def _timeouts(flow: Flow, adapter: ProviderAdapter) -> tuple[Timeouts, float | N
     until the first answer: the sooner of total and first-token (None: no limit)."""
     base = adapter.timeouts
     alias = flow.route.timeouts
-    if not alias:  # the usual case; a read-only mapping's get is a Python call, six a request
-        timeouts = Timeouts(base.connect, base.read, base.write, base.pool)
-        total = base.total or None
-        first_token = base.first_token or None
-    else:
-        timeouts = Timeouts(
-            connect=alias.get("connect", base.connect),
-            read=alias.get("read", base.read),
-            write=alias.get("write", base.write),
-            pool=alias.get("pool", base.pool),
-        )
-        total = alias.get("total", base.total) or None
-        first_token = alias.get("first_token", base.first_token) or None
+    timeouts = Timeouts(
+        connect=alias.get("connect", base.connect),
+        read=alias.get("read", base.read),
+        write=alias.get("write", base.write),
+        pool=alias.get("pool", base.pool),
+    )
+    total = alias.get("total", base.total) or None
+    first_token = alias.get("first_token", base.first_token) or None
     if first_token is None or (total is not None and total < first_token):
         return timeouts, total, total
     return timeouts, total, first_token

@@ -507,9 +507,7 @@ def _compile_aliases(data: dict[str, Any]) -> dict[str, Route]:
             retry=RetryPolicy.from_dict(options["retry"], defaults)
             if options.get("retry")
             else None,
-            timeouts=MappingProxyType(
-                {k: float(v) for k, v in (options.get("timeouts") or {}).items()}
-            ),
+            timeouts={k: float(v) for k, v in (options.get("timeouts") or {}).items()},
         )
     return aliases
 
